@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# Convenience front end to the CMake build. Every target that builds first runs
+# scripts/install-deps.sh, which returns at once when the Debian packages are present.
+# Variables: see Makefile.inc (`make help` lists them).
+
+include Makefile.inc
+
+CMAKE_ARGS := -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCUDA_HOME=$(CUDA_HOME) \
+              -DSPILLWAY_SANITIZE=$(SANITIZE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+# Tracked C++ and CUDA sources, for format, format-check and tidy.
+FORMAT_FILES = $(shell git ls-files '*.h' '*.cc' '*.cu')
+TIDY_FILES = $(shell git ls-files '*.cc')
+
+.DEFAULT_GOAL := build
+.PHONY: deps configure build test demo install format format-check tidy clean help
+
+deps:
+	CUDA_HOME=$(CUDA_HOME) scripts/install-deps.sh
+
+# Re-running CMake on an existing build directory is cheap and picks up changed variables.
+configure: deps
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+
+# The `demo` target is simcuda's example (run-example) until a real demo is defined.
+demo: build
+	cmake --build $(BUILD_DIR) --target demo
+
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+format:
+	@files='$(FORMAT_FILES)'; [ -z "$$files" ] || clang-format -i $$files
+
+format-check:
+	@files='$(FORMAT_FILES)'; [ -z "$$files" ] || clang-format --dry-run --Werror $$files
+
+# Needs a build: compile_commands.json and the generated headers live in $(BUILD_DIR).
+tidy: build
+	@printf '%s\n' $(TIDY_FILES) | xargs -r -n 4 -P $(JOBS) clang-tidy -p $(BUILD_DIR) --quiet
+
+clean:
+	@case '$(BUILD_DIR)' in ''|/|.|..) echo "refusing to remove BUILD_DIR='$(BUILD_DIR)'"; exit 1;; esac
+	rm -rf -- '$(BUILD_DIR)'
+
+help:
+	@echo 'Targets:'
+	@echo '  deps          install missing Debian packages (scripts/install-deps.sh; root or sudo)'
+	@echo '  configure     deps, then configure CMake in $$(BUILD_DIR)'
+	@echo '  build         configure, then build (the default target)'
+	@echo '  test          build, then run every test with ctest'
+	@echo '  demo          build, then run the demo (for now simcuda'"'"'s example)'
+	@echo '  install       build, then install into $$(PREFIX)'
+	@echo '  format        clang-format -i every tracked *.h *.cc *.cu'
+	@echo '  format-check  fail if any tracked *.h *.cc *.cu is not clang-formatted'
+	@echo '  tidy          build, then clang-tidy every tracked *.cc'
+	@echo '  clean         remove $$(BUILD_DIR)'
+	@echo '  help          this list'
+	@echo 'Variables (Makefile.inc; current values):'
+	@echo '  CUDA_HOME=$(CUDA_HOME)'
+	@echo '  SANITIZE=$(SANITIZE)   (non-empty: sanitizer build, BUILD_DIR defaults to build-san)'
+	@echo '  BUILD_DIR=$(BUILD_DIR)'
+	@echo '  BUILD_TYPE=$(BUILD_TYPE)'
+	@echo '  PREFIX=$(PREFIX)'
+	@echo '  JOBS=$(JOBS)'
+	@echo '  CMAKE_FLAGS=$(CMAKE_FLAGS)'

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stream.h"
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "device_memory.h"
+#include "fault.h"
+
+namespace simcuda {
+namespace {
+
+std::mutex& CompletionMutex() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
+std::condition_variable& CompletionCv() {
+  static std::condition_variable* cv = new std::condition_variable();
+  return *cv;
+}
+
+void Complete(const CompletionRef& c) {
+  std::lock_guard<std::mutex> lock(CompletionMutex());
+  c->time_ms = NowMs();
+  c->done = true;
+  CompletionCv().notify_all();
+}
+
+// One engine per direction per device: a copy holds it for its whole duration, so two
+// copies in one direction serialise while opposite directions overlap, as on a GPU.
+struct CopyEngine {
+  std::mutex mu;
+};
+CopyEngine& Engine(int device, CopyDirection direction) {
+  static CopyEngine* engines = new CopyEngine[2 * 16];
+  return engines[2 * device + (direction == CopyDirection::kHostToDevice ? 0 : 1)];
+}
+
+}  // namespace
+
+double NowMs() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+void WaitFor(const CompletionRef& c) {
+  if (!c) return;
+  std::unique_lock<std::mutex> lock(CompletionMutex());
+  CompletionCv().wait(lock, [&] { return c->done; });
+}
+
+bool IsDone(const CompletionRef& c) {
+  if (!c) return true;
+  std::lock_guard<std::mutex> lock(CompletionMutex());
+  return c->done;
+}
+
+Stream::Stream(Context* ctx, unsigned flags, bool legacy)
+    : ctx_(ctx), flags_(flags), legacy_(legacy) {}
+
+CompletionRef Stream::Enqueue(WorkKind kind, std::function<void()> fn,
+                              std::vector<CompletionRef> deps) {
+  auto done = std::make_shared<Completion>();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!started_) {
+    // The worker starts with the first work, so idle streams cost no thread.
+    started_ = true;
+    std::thread([this] { Run(); }).detach();
+  }
+  queue_.push_back(Op{kind, std::move(fn), std::move(deps), done});
+  last_ = done;
+  cv_.notify_one();
+  return done;
+}
+
+CompletionRef Stream::last() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
+}
+
+void Stream::Retire() {
+  std::lock_guard<std::mutex> lock(mu_);
+  retired_ = true;
+  if (!started_) {
+    // No worker to delete us.
+    started_ = true;
+    std::thread([this] { Run(); }).detach();
+  }
+  cv_.notify_one();
+}
+
+void Stream::Run() {
+  for (;;) {
+    Op op;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return !queue_.empty() || retired_; });
+      if (queue_.empty()) break;
+      op = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    for (const auto& dep : op.deps) WaitFor(dep);
+    // After a fault the context is dead: queued work is dropped, as on a GPU.
+    if (ctx_->sticky.load(std::memory_order_acquire) == CUDA_SUCCESS) op.fn();
+    Complete(op.done);
+  }
+  delete this;  // retired and drained: no handle refers to this stream any more
+}
+
+CUresult ResolveStream(Context* ctx, CUstream handle, bool per_thread_default, Stream** out) {
+  if (handle == CU_STREAM_LEGACY || (handle == nullptr && !per_thread_default)) {
+    *out = ctx->legacy;
+    return CUDA_SUCCESS;
+  }
+  if (handle == CU_STREAM_PER_THREAD || handle == nullptr) {
+    Driver& driver = Driver::Get();
+    std::lock_guard<std::mutex> lock(driver.mu);
+    Stream*& s = ctx->per_thread[std::this_thread::get_id()];
+    if (s == nullptr) s = new Stream(ctx, 0, /*legacy=*/false);
+    *out = s;
+    return CUDA_SUCCESS;
+  }
+  auto* s = reinterpret_cast<Stream*>(handle);
+  if (!Driver::Get().IsLive(HandleKind::kStream, s)) return CUDA_ERROR_INVALID_HANDLE;
+  if (s->ctx() != ctx) return CUDA_ERROR_INVALID_HANDLE;
+  *out = s;
+  return CUDA_SUCCESS;
+}
+
+CUresult Submit(Stream* stream, WorkKind kind, std::function<void()> fn, CompletionRef* done,
+                std::vector<CompletionRef> deps) {
+  Context* ctx = stream->ctx();
+  Driver& driver = Driver::Get();
+  std::lock_guard<std::mutex> lock(driver.mu);
+  if (stream->legacy()) {
+    // Legacy work would depend on every blocking stream; one that is capturing cannot be
+    // depended on, which invalidates its capture.
+    bool implicit = false;
+    for (Stream* other : ctx->streams) {
+      if (other->blocking() && other->capture_graph != nullptr) {
+        other->capture_invalidated = true;
+        implicit = true;
+      }
+    }
+    if (implicit) return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+    for (Stream* other : ctx->streams) {
+      if (other->blocking()) deps.push_back(other->last());
+    }
+    for (auto& [thread, other] : ctx->per_thread) deps.push_back(other->last());
+  } else if (stream->blocking()) {
+    deps.push_back(ctx->legacy->last());
+  }
+  std::erase(deps, nullptr);
+  CompletionRef c = stream->Enqueue(kind, std::move(fn), std::move(deps));
+  if (done != nullptr) *done = c;
+  return CUDA_SUCCESS;
+}
+
+void RunDeviceWork(Context* ctx, const std::function<void()>& fn) {
+  if (!Guarded(fn)) SetSticky(ctx, CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+
+bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src, size_t bytes) {
+  auto copy = [&](size_t from, size_t n) {
+    return Guarded([&] {
+      std::memcpy(static_cast<char*>(dst) + from, static_cast<const char*>(src) + from, n);
+    });
+  };
+  if (direction != CopyDirection::kHostToDevice && direction != CopyDirection::kDeviceToHost) {
+    return copy(0, bytes);
+  }
+  const Config& config = Driver::Get().config();
+  double rate = direction == CopyDirection::kHostToDevice ? config.h2d_bytes_per_s
+                                                          : config.d2h_bytes_per_s;
+  std::lock_guard<std::mutex> lock(Engine(device, direction).mu);
+  if (rate <= 0) return copy(0, bytes);
+  // Paced in pieces, so a modelled link delivers bytes at its rate, not all at the end.
+  constexpr size_t kPiece = size_t{1} << 20;
+  auto start = std::chrono::steady_clock::now();
+  for (size_t done = 0; done < bytes;) {
+    size_t n = std::min(kPiece, bytes - done);
+    if (!copy(done, n)) return false;
+    done += n;
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(done / rate));
+  }
+  return true;
+}
+
+CopyDirection Classify(const void* dst, const void* src, size_t bytes) {
+  DeviceMemory& memory = DeviceMemory::Get();
+  bool dst_device = memory.InWindow(reinterpret_cast<uintptr_t>(dst), bytes);
+  bool src_device = memory.InWindow(reinterpret_cast<uintptr_t>(src), bytes);
+  if (dst_device && src_device) return CopyDirection::kDeviceToDevice;
+  if (dst_device) return CopyDirection::kHostToDevice;
+  if (src_device) return CopyDirection::kDeviceToHost;
+  return CopyDirection::kHostToHost;
+}
+
+}  // namespace simcuda
