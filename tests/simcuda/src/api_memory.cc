@@ -86,6 +86,7 @@ struct PointerFacts {
   bool managed = false;
   bool vmm = false;
   bool mapped = false;
+  void* context = nullptr;  // allocation's context, or null (VMM, host memory)
 };
 
 PointerFacts Facts(CUdeviceptr ptr) {
@@ -93,8 +94,8 @@ PointerFacts Facts(CUdeviceptr ptr) {
   RangeInfo info;
   HostRange host;
   if (Memory().Lookup(ptr, &info)) {
-    f = PointerFacts{true, true, info.base, info.size, info.device, info.managed, info.vmm,
-                     info.accessible};
+    f = PointerFacts{true,       true,     info.base,       info.size,   info.device,
+                     info.managed, info.vmm, info.accessible, info.context};
   } else if (Memory().LookupHost(ptr, &host)) {
     f = PointerFacts{true, false, host.base, host.size, 0, false, false, true};
   }
@@ -111,7 +112,10 @@ CUresult WriteAttribute(CUpointer_attribute attribute, void* data, CUdeviceptr p
   if (data == nullptr) return CUDA_ERROR_INVALID_VALUE;
   switch (attribute) {
     case CU_POINTER_ATTRIBUTE_CONTEXT:
-      Put(data, f.known ? reinterpret_cast<CUcontext>(CurrentContext()) : CUcontext{nullptr});
+      // The context it was allocated in; VMM and host memory belong to no single one.
+      Put(data, !f.known        ? CUcontext{nullptr}
+                : f.context     ? static_cast<CUcontext>(f.context)
+                                : reinterpret_cast<CUcontext>(CurrentContext()));
       return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
       Put<unsigned>(data, !f.known ? 0u
@@ -187,7 +191,7 @@ SIMCUDA_API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytes) {
   if (dptr == nullptr) return CUDA_ERROR_INVALID_VALUE;
   Context* ctx = nullptr;
   if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
-  return Memory().Allocate(ctx->device, bytes, /*managed=*/false, dptr);
+  return Memory().Allocate(ctx->device, ctx, bytes, /*managed=*/false, dptr);
 }
 
 SIMCUDA_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width,
@@ -201,7 +205,7 @@ SIMCUDA_API CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t
   Context* ctx = nullptr;
   if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
   size_t row = (width + 511) / 512 * 512;
-  CUresult r = Memory().Allocate(ctx->device, row * height, /*managed=*/false, dptr);
+  CUresult r = Memory().Allocate(ctx->device, ctx, row * height, /*managed=*/false, dptr);
   if (r == CUDA_SUCCESS) *pitch = row;
   return r;
 }
@@ -211,7 +215,7 @@ SIMCUDA_API CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytes, unsigned
   if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST) return CUDA_ERROR_INVALID_VALUE;
   Context* ctx = nullptr;
   if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
-  return Memory().Allocate(ctx->device, bytes, /*managed=*/true, dptr);
+  return Memory().Allocate(ctx->device, ctx, bytes, /*managed=*/true, dptr);
 }
 
 SIMCUDA_API CUresult cuMemFree_v2(CUdeviceptr dptr) {
@@ -240,7 +244,7 @@ SIMCUDA_API CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytes, CUstream h
     }
   }
   // Memory is reserved at once; its stream-ordered lifetime starts with the stream's work.
-  return Memory().Allocate(ctx->device, bytes, /*managed=*/false, dptr);
+  return Memory().Allocate(ctx->device, ctx, bytes, /*managed=*/false, dptr);
 }
 
 SIMCUDA_API CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream handle) {

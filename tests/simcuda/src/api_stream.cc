@@ -2,8 +2,13 @@
 //
 // Stream, event, host-function and stream-capture entry points.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <type_traits>
 
 #include "driver.h"
+#include "fault.h"
 #include "graph.h"
 #include "stream.h"
 #include "work.h"
@@ -437,4 +442,104 @@ SIMCUDA_API CUresult cuEventElapsedTime_v2(float* ms, CUevent start_handle, CUev
   WaitFor(a);  // takes the completion lock: orders the time_ms reads below
   *ms = static_cast<float>(b->time_ms - a->time_ms);
   return CUDA_SUCCESS;
+}
+
+// --- stream memory operations --------------------------------------------------------
+// A wait blocks its stream (not the host) until the 32/64-bit word at `addr` satisfies the
+// condition; a write stores a value in stream order. `addr` must be memory the device can
+// address: device memory, or page-locked host memory (as CUDA requires).
+
+namespace {
+
+template <typename T>
+bool Satisfied(const volatile T* word, T value, unsigned flags) {
+  T current = *word;
+  switch (flags & ~static_cast<unsigned>(CU_STREAM_WAIT_VALUE_FLUSH)) {
+    case CU_STREAM_WAIT_VALUE_GEQ:
+      return static_cast<std::make_signed_t<T>>(current - value) >= 0;
+    case CU_STREAM_WAIT_VALUE_EQ:
+      return current == value;
+    case CU_STREAM_WAIT_VALUE_AND:
+      return (current & value) != 0;
+    default:  // NOR
+      return static_cast<T>(~(current | value)) != 0;
+  }
+}
+
+template <typename T>
+CUresult WaitValue(CUstream handle, CUdeviceptr addr, T value, unsigned flags, bool per_thread) {
+  unsigned op = flags & ~static_cast<unsigned>(CU_STREAM_WAIT_VALUE_FLUSH);
+  if (op > CU_STREAM_WAIT_VALUE_NOR || addr % sizeof(T) != 0 || addr == 0) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  Context* ctx = nullptr;
+  Stream* stream = nullptr;
+  if (CUresult r = Enter(handle, per_thread, &ctx, &stream); r != CUDA_SUCCESS) return r;
+  auto* word = reinterpret_cast<const volatile T*>(addr);
+  return Submit(stream, WorkKind::kHost, [word, value, flags, ctx] {
+    // Polls like the GPU's front end does; gives up only if the context dies meanwhile.
+    for (;;) {
+      bool satisfied = false;
+      if (!Guarded([&] { satisfied = Satisfied(word, value, flags); })) {
+        SetSticky(ctx, CUDA_ERROR_ILLEGAL_ADDRESS);  // the word was freed under the wait
+        return;
+      }
+      if (satisfied) break;
+      if (ctx->sticky.load(std::memory_order_acquire) != CUDA_SUCCESS) return;
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+  });
+}
+
+template <typename T>
+CUresult WriteValue(CUstream handle, CUdeviceptr addr, T value, unsigned flags, bool per_thread) {
+  if (flags > CU_STREAM_WRITE_VALUE_NO_MEMORY_BARRIER || addr % sizeof(T) != 0 || addr == 0) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  Context* ctx = nullptr;
+  Stream* stream = nullptr;
+  if (CUresult r = Enter(handle, per_thread, &ctx, &stream); r != CUDA_SUCCESS) return r;
+  auto* word = reinterpret_cast<T*>(addr);
+  return Submit(stream, WorkKind::kDevice, [word, value, ctx] {
+    std::atomic_thread_fence(std::memory_order_release);
+    if (!Guarded([&] { *reinterpret_cast<volatile T*>(word) = value; })) {
+      SetSticky(ctx, CUDA_ERROR_ILLEGAL_ADDRESS);
+    }
+  });
+}
+
+}  // namespace
+
+SIMCUDA_API CUresult cuStreamWaitValue32_v2(CUstream s, CUdeviceptr addr, cuuint32_t value,
+                                            unsigned int flags) {
+  return WaitValue<cuuint32_t>(s, addr, value, flags, false);
+}
+SIMCUDA_API CUresult cuStreamWaitValue32_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint32_t value,
+                                                 unsigned int flags) {
+  return WaitValue<cuuint32_t>(s, addr, value, flags, true);
+}
+SIMCUDA_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr addr, cuuint64_t value,
+                                            unsigned int flags) {
+  return WaitValue<cuuint64_t>(s, addr, value, flags, false);
+}
+SIMCUDA_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint64_t value,
+                                                 unsigned int flags) {
+  return WaitValue<cuuint64_t>(s, addr, value, flags, true);
+}
+SIMCUDA_API CUresult cuStreamWriteValue32_v2(CUstream s, CUdeviceptr addr, cuuint32_t value,
+                                             unsigned int flags) {
+  return WriteValue<cuuint32_t>(s, addr, value, flags, false);
+}
+SIMCUDA_API CUresult cuStreamWriteValue32_v2_ptsz(CUstream s, CUdeviceptr addr,
+                                                  cuuint32_t value, unsigned int flags) {
+  return WriteValue<cuuint32_t>(s, addr, value, flags, true);
+}
+SIMCUDA_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr addr, cuuint64_t value,
+                                             unsigned int flags) {
+  return WriteValue<cuuint64_t>(s, addr, value, flags, false);
+}
+SIMCUDA_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr addr,
+                                                  cuuint64_t value, unsigned int flags) {
+  return WriteValue<cuuint64_t>(s, addr, value, flags, true);
 }

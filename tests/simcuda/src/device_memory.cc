@@ -159,7 +159,8 @@ void DeviceMemory::MakeInaccessible(uintptr_t address, size_t size) {
        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 }
 
-CUresult DeviceMemory::Allocate(int device, size_t bytes, bool managed, CUdeviceptr* out) {
+CUresult DeviceMemory::Allocate(int device, void* context, size_t bytes, bool managed,
+                                CUdeviceptr* out) {
   if (bytes == 0 || out == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(mu_);
   size_t mapped = RoundUp(bytes, kPage);
@@ -182,7 +183,7 @@ CUresult DeviceMemory::Allocate(int device, size_t bytes, bool managed, CUdevice
   }
   handle->mappings = 1;
   reservations_[address] = Reservation{mapped, true};
-  allocations_[address] = Allocation{bytes, mapped, device, managed, handle};
+  allocations_[address] = Allocation{bytes, mapped, device, managed, handle, context};
   *out = address;
   return CUDA_SUCCESS;
 }
@@ -395,7 +396,8 @@ bool DeviceMemory::Lookup(uintptr_t address, RangeInfo* out) {
   if (a != allocations_.begin()) {
     --a;
     if (address < a->first + a->second.size) {
-      *out = RangeInfo{a->first, a->second.size, a->second.device, a->second.managed, false, true};
+      *out = RangeInfo{a->first, a->second.size, a->second.device, a->second.managed,
+                       false,    true,          a->second.context};
       return true;
     }
   }
@@ -410,6 +412,22 @@ bool DeviceMemory::Lookup(uintptr_t address, RangeInfo* out) {
     }
   }
   return false;
+}
+
+bool DeviceMemory::OnDevice(uintptr_t address, size_t bytes) {
+  if (!InWindow(address, bytes)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto m = mappings_.upper_bound(address);
+  if (m != mappings_.begin()) {
+    --m;
+    if (address < m->first + m->second.size) return m->second.handle->on_device;
+  }
+  auto a = allocations_.upper_bound(address);
+  if (a != allocations_.begin()) {
+    --a;
+    if (address < a->first + a->second.mapped) return !a->second.managed;
+  }
+  return true;  // unmapped device VA: the copy will fault on it
 }
 
 CUresult DeviceMemory::AllocHost(size_t bytes, unsigned flags, void** out) {

@@ -46,6 +46,7 @@ struct RangeInfo {
   bool managed = false;
   bool vmm = false;        // a cuMemMap mapping (else a cuMemAlloc allocation)
   bool accessible = false; // mapped with read access
+  void* context = nullptr;  // cuMemAlloc: the context it was allocated in
 };
 
 struct HostRange {
@@ -66,7 +67,7 @@ class DeviceMemory {
   size_t granularity() const { return granularity_; }
 
   // cuMemAlloc / cuMemAllocManaged / cuMemFree.
-  CUresult Allocate(int device, size_t bytes, bool managed, CUdeviceptr* out);
+  CUresult Allocate(int device, void* context, size_t bytes, bool managed, CUdeviceptr* out);
   CUresult Free(CUdeviceptr address);
 
   // VMM.
@@ -86,6 +87,10 @@ class DeviceMemory {
                      CUdeviceptr address);
 
   bool Lookup(uintptr_t address, RangeInfo* out);
+  // True when [address, address+bytes) is device VA backed by device-located memory. A
+  // host-located handle mapped into device VA is host memory to the copy engines: data
+  // to or from it crosses the host link, as on a GPU.
+  bool OnDevice(uintptr_t address, size_t bytes);
 
   // Page-locked host memory.
   CUresult AllocHost(size_t bytes, unsigned flags, void** out);
@@ -110,6 +115,7 @@ class DeviceMemory {
     int device = 0;
     bool managed = false;
     PhysicalHandle* handle = nullptr;
+    void* context = nullptr;
   };
 
   CUresult CarveVa(size_t size, size_t alignment, uintptr_t hint, uintptr_t* out);

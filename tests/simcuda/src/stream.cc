@@ -189,8 +189,8 @@ bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src,
 
 CopyDirection Classify(const void* dst, const void* src, size_t bytes) {
   DeviceMemory& memory = DeviceMemory::Get();
-  bool dst_device = memory.InWindow(reinterpret_cast<uintptr_t>(dst), bytes);
-  bool src_device = memory.InWindow(reinterpret_cast<uintptr_t>(src), bytes);
+  bool dst_device = memory.OnDevice(reinterpret_cast<uintptr_t>(dst), bytes);
+  bool src_device = memory.OnDevice(reinterpret_cast<uintptr_t>(src), bytes);
   if (dst_device && src_device) return CopyDirection::kDeviceToDevice;
   if (dst_device) return CopyDirection::kHostToDevice;
   if (src_device) return CopyDirection::kDeviceToHost;

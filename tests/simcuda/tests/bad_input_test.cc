@@ -41,8 +41,8 @@ TEST_F(BadInputTest, UnknownStreamsAreInvalidHandle) {
     char host[64] = {};
     CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE, cuMemcpyHtoDAsync(ptr, host, 64, stream));
     CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE, cuMemsetD8Async(ptr, 0, 64, stream));
-    CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE,
-                     cuLaunchHostFunc(stream, [](void*) {}, nullptr));
+    CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE, cuLaunchHostFunc(
+                                                    stream, [](void*) {}, nullptr));
     CU_EXPECT(cuMemFree(ptr));
   }
 }
@@ -118,8 +118,9 @@ TEST_F(BadInputTest, NullOutputPointers) {
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuCtxGetDevice(nullptr));
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuModuleLoad(nullptr, TestModulePath()));
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuMemAddressReserve(nullptr, 2 << 20, 0, 0, 0));
-  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuMemGetAllocationGranularity(
-                                                 nullptr, nullptr, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  CU_EXPECT_STATUS(
+      CUDA_ERROR_INVALID_VALUE,
+      cuMemGetAllocationGranularity(nullptr, nullptr, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
   EXPECT_NE(CUDA_SUCCESS, cuLaunchHostFunc(nullptr, nullptr, nullptr));
 }
 

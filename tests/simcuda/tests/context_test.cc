@@ -154,9 +154,7 @@ TEST_F(ContextTest, CurrentContextIsPerThread) {
   CU_ASSERT(cuCtxSetCurrent(ctx));
   CUresult other_thread_result = CUDA_ERROR_UNKNOWN;
   CUcontext other_thread_current = reinterpret_cast<CUcontext>(0x1);
-  std::thread([&] {
-    other_thread_result = cuCtxGetCurrent(&other_thread_current);
-  }).join();
+  std::thread([&] { other_thread_result = cuCtxGetCurrent(&other_thread_current); }).join();
   CU_EXPECT(other_thread_result);
   EXPECT_EQ(other_thread_current, nullptr) << "a new thread starts with no current context";
   CUresult set_result = CUDA_ERROR_UNKNOWN;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -134,8 +135,10 @@ TEST_F(FaultTest, UnmappingUnderARunningKernelIsIllegalAddress) {
   CUdeviceptr stop = reinterpret_cast<CUdeviceptr>(&flags[1]);
   // Whatever happens, the kernel is told to stop within a second, so nothing hangs (for
   // instance if cuMemUnmap waited for the kernel, which CUDA's does not).
-  std::jthread watchdog([flags] {
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::jthread watchdog([flags](std::stop_token cancel) {
+    for (int i = 0; i < 100 && !cancel.stop_requested(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     __atomic_store_n(&flags[1], 1u, __ATOMIC_RELEASE);
   });
 

@@ -244,8 +244,7 @@ TEST_F(GraphTest, BadHandlesAreRejected) {
   size_t count = 0;
   EXPECT_NE(CUDA_SUCCESS, cuGraphGetNodes(reinterpret_cast<CUgraph>(0x1234), nullptr, &count));
   CUgraphExec exec = nullptr;
-  EXPECT_NE(CUDA_SUCCESS,
-            cuGraphInstantiateWithFlags(&exec, reinterpret_cast<CUgraph>(0x1234), 0));
+  EXPECT_NE(CUDA_SUCCESS, cuGraphInstantiateWithFlags(&exec, reinterpret_cast<CUgraph>(0x1234), 0));
 }
 
 }  // namespace

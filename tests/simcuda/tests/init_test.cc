@@ -97,7 +97,7 @@ TEST(InitTest, DeviceNameAndUuid) {
   EXPECT_NE(memcmp(&uuid, &zero, sizeof(uuid)), 0) << "UUID is all zeros";
 }
 
-TEST(InitTest, Hopper9_0Attributes) {
+TEST(InitTest, ReportsComputeCapability9_0AndVmmSupport) {
   ClearSimcudaEnvironment();
   CU_ASSERT(cuInit(0));
   CUdevice device;
@@ -232,8 +232,7 @@ TEST(ErrorStringTest, UnknownCodeIsInvalidValueAndNull) {
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuGetErrorName(static_cast<CUresult>(12345), &name));
   EXPECT_EQ(name, nullptr);
   const char* text = "sentinel";
-  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE,
-                   cuGetErrorString(static_cast<CUresult>(12345), &text));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuGetErrorString(static_cast<CUresult>(12345), &text));
   EXPECT_EQ(text, nullptr);
 }
 

@@ -52,7 +52,8 @@ TEST_F(MemoryTest, AllocationsAreAlignedAndDisjoint) {
     size_t size = 0;
     CU_ASSERT(cuMemGetAddressRange(&base, &size, ptrs[i]));
     for (size_t j = 0; j < ptrs.size(); ++j) {
-      if (i != j) EXPECT_FALSE(ptrs[j] >= base && ptrs[j] < base + size) << i << " " << j;
+      if (i == j) continue;
+      EXPECT_FALSE(ptrs[j] >= base && ptrs[j] < base + size) << i << " " << j;
     }
   }
   for (CUdeviceptr ptr : ptrs) CU_EXPECT(cuMemFree(ptr));
@@ -163,10 +164,9 @@ TEST_F(MemoryTest, DevicePointerAttributes) {
   EXPECT_EQ(ordinal, 0);
 
   // The same through cuPointerGetAttributes, in one call.
-  CUpointer_attribute attributes[] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-                                      CU_POINTER_ATTRIBUTE_CONTEXT,
-                                      CU_POINTER_ATTRIBUTE_RANGE_START_ADDR,
-                                      CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL};
+  CUpointer_attribute attributes[] = {
+      CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_CONTEXT,
+      CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL};
   unsigned int type2 = 0;
   CUcontext ctx2 = nullptr;
   CUdeviceptr start2 = 0;
@@ -183,10 +183,9 @@ TEST_F(MemoryTest, DevicePointerAttributes) {
 TEST_F(MemoryTest, UnknownHostPointerHasNoAttributes) {
   std::vector<char> plain(4096);
   unsigned int type = 0;
-  CU_EXPECT_STATUS(
-      CUDA_ERROR_INVALID_VALUE,
-      cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-                            reinterpret_cast<CUdeviceptr>(plain.data())));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE,
+                   cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                                         reinterpret_cast<CUdeviceptr>(plain.data())));
 }
 
 TEST_F(MemoryTest, PinnedHostAllocation) {

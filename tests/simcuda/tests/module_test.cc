@@ -119,8 +119,8 @@ TEST_F(ModuleTest, VectorAddOverAGrid) {
   void* params[] = {&dc, &da, &db, &count};
   const unsigned block = 256;
   const unsigned grid = (n + block - 1) / block;  // more threads than elements
-  CU_ASSERT(cuLaunchKernel(Kernel("vec_add"), grid, 1, 1, block, 1, 1, 0, nullptr, params,
-                           nullptr));
+  CU_ASSERT(
+      cuLaunchKernel(Kernel("vec_add"), grid, 1, 1, block, 1, 1, 0, nullptr, params, nullptr));
   CU_ASSERT(cuCtxSynchronize());
   std::vector<float> c(n);
   CU_ASSERT(cuMemcpyDtoH(c.data(), dc, n * sizeof(float)));
@@ -133,13 +133,12 @@ TEST_F(ModuleTest, KernelSeesGridBlockAndSharedBytes) {
   CUdeviceptr out = 0;
   CU_ASSERT(cuMemAlloc(&out, 7 * sizeof(uint32_t)));
   void* params[] = {&out};
-  CU_ASSERT(cuLaunchKernel(Kernel("record_launch"), 3, 4, 5, 6, 7, 8, 512, nullptr, params,
-                           nullptr));
+  CU_ASSERT(
+      cuLaunchKernel(Kernel("record_launch"), 3, 4, 5, 6, 7, 8, 512, nullptr, params, nullptr));
   CU_ASSERT(cuCtxSynchronize());
   uint32_t seen[7] = {};
   CU_ASSERT(cuMemcpyDtoH(seen, out, sizeof(seen)));
-  EXPECT_EQ(std::vector<uint32_t>(seen, seen + 7),
-            (std::vector<uint32_t>{3, 4, 5, 6, 7, 8, 512}));
+  EXPECT_EQ(std::vector<uint32_t>(seen, seen + 7), (std::vector<uint32_t>{3, 4, 5, 6, 7, 8, 512}));
   CU_EXPECT(cuMemFree(out));
 }
 
@@ -181,8 +180,7 @@ TEST_F(ModuleTest, LaunchWithKernelParams) {
   char c = kC;
   double d = kD;
   void* params[] = {&i, &out, &f, &v, &c, &d};
-  CU_ASSERT(cuLaunchKernel(Kernel("mixed_params"), 1, 1, 1, 1, 1, 1, 0, nullptr, params,
-                           nullptr));
+  CU_ASSERT(cuLaunchKernel(Kernel("mixed_params"), 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr));
   // Arguments are copied at launch: changing them afterwards must not matter.
   i = 0;
   v.x = 99.0f;
@@ -210,8 +208,7 @@ TEST_F(ModuleTest, LaunchWithExtraBuffer) {
   size_t buffer_size = sizeof(buffer);
   void* extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER, buffer, CU_LAUNCH_PARAM_BUFFER_SIZE,
                    &buffer_size, CU_LAUNCH_PARAM_END};
-  CU_ASSERT(cuLaunchKernel(Kernel("mixed_params"), 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr,
-                           extra));
+  CU_ASSERT(cuLaunchKernel(Kernel("mixed_params"), 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, extra));
   memset(buffer, 0, sizeof(buffer));  // copied at launch
   CU_ASSERT(cuCtxSynchronize());
   ExpectRecord(ReadRecord(out));
@@ -231,8 +228,8 @@ TEST_F(ModuleTest, KernelParamsAndExtraTogetherAreInvalid) {
   size_t buffer_size = sizeof(buffer);
   void* extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER, buffer, CU_LAUNCH_PARAM_BUFFER_SIZE,
                    &buffer_size, CU_LAUNCH_PARAM_END};
-  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuLaunchKernel(Kernel("mixed_params"), 1, 1, 1, 1,
-                                                            1, 1, 0, nullptr, params, extra));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuLaunchKernel(Kernel("mixed_params"), 1, 1, 1, 1, 1,
+                                                            1, 0, nullptr, params, extra));
   CU_ASSERT(cuCtxSynchronize());
   EXPECT_EQ(ReadRecord(out).i, 0) << "a refused launch must not run";
   CU_EXPECT(cuMemFree(out));
@@ -269,8 +266,7 @@ TEST_F(ModuleTest, LaunchKernelEx) {
   CU_ASSERT(cuStreamSynchronize(stream));
   uint32_t seen[7] = {};
   CU_ASSERT(cuMemcpyDtoH(seen, dims, sizeof(seen)));
-  EXPECT_EQ(std::vector<uint32_t>(seen, seen + 7),
-            (std::vector<uint32_t>{2, 3, 1, 32, 1, 1, 64}));
+  EXPECT_EQ(std::vector<uint32_t>(seen, seen + 7), (std::vector<uint32_t>{2, 3, 1, 32, 1, 1, 64}));
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE,
                    cuLaunchKernelEx(nullptr, Kernel("record_launch"), dim_params, nullptr));
   CU_EXPECT(cuMemFree(out));
@@ -283,8 +279,8 @@ TEST_F(ModuleTest, ZeroGridIsInvalid) {
   CUdeviceptr out = 0;
   CU_ASSERT(cuMemAlloc(&out, 64));
   void* params[] = {&out};
-  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuLaunchKernel(Kernel("record_launch"), 0, 1, 1, 1,
-                                                            1, 1, 0, nullptr, params, nullptr));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuLaunchKernel(Kernel("record_launch"), 0, 1, 1, 1, 1,
+                                                            1, 0, nullptr, params, nullptr));
   CU_EXPECT(cuMemFree(out));
 }
 
@@ -295,15 +291,13 @@ TEST_F(ModuleTest, BadHandlesAreRejected) {
                    cuModuleGetFunction(&fn, reinterpret_cast<CUmodule>(0x1234), "vec_add"));
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuModuleGetFunction(nullptr, module_, "vec_add"));
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuModuleGetFunction(&fn, module_, nullptr));
-  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE,
-                   cuModuleUnload(reinterpret_cast<CUmodule>(0x1234)));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE, cuModuleUnload(reinterpret_cast<CUmodule>(0x1234)));
   CUdeviceptr out = 0;
   void* params[] = {&out};
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_HANDLE,
                    cuLaunchKernel(reinterpret_cast<CUfunction>(0x1234), 1, 1, 1, 1, 1, 1, 0,
                                   nullptr, params, nullptr));
-  EXPECT_NE(CUDA_SUCCESS,
-            cuLaunchKernel(nullptr, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr));
+  EXPECT_NE(CUDA_SUCCESS, cuLaunchKernel(nullptr, 1, 1, 1, 1, 1, 1, 0, nullptr, params, nullptr));
   size_t offset = 0;
   EXPECT_NE(CUDA_SUCCESS,
             cuFuncGetParamInfo(reinterpret_cast<CUfunction>(0x1234), 0, &offset, nullptr));

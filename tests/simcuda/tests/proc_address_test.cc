@@ -95,8 +95,7 @@ TEST_F(ProcAddressTest, PerThreadFlagSelectsPtszAndPtdsVariants) {
   ASSERT_NE(Exported("cuMemcpyHtoD_v2_ptds"), nullptr);
   EXPECT_EQ(Lookup("cuMemcpyHtoD", 13000, kPerThread), Exported("cuMemcpyHtoD_v2_ptds"));
   EXPECT_EQ(Lookup("cuMemcpyHtoD", 13000, kLegacy), Exported("cuMemcpyHtoD_v2"));
-  EXPECT_EQ(Lookup("cuStreamSynchronize", 13000, kPerThread),
-            Exported("cuStreamSynchronize_ptsz"));
+  EXPECT_EQ(Lookup("cuStreamSynchronize", 13000, kPerThread), Exported("cuStreamSynchronize_ptsz"));
   // Functions without a per-thread flavour answer their ordinary variant.
   EXPECT_EQ(Lookup("cuMemAlloc", 13000, kPerThread), Exported("cuMemAlloc_v2"));
   EXPECT_EQ(Lookup("cuDeviceGetCount", 13000, kPerThread), Exported("cuDeviceGetCount"));
@@ -130,8 +129,7 @@ TEST_F(ProcAddressTest, VersionNewerThanTheDriverIsInvalidValue) {
   CU_ASSERT(cuDriverGetVersion(&driver_version));
   void* pfn = nullptr;
   CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE,
-                   get_proc_address_("cuMemAlloc", &pfn, driver_version + 1000, kDefault,
-                                     nullptr));
+                   get_proc_address_("cuMemAlloc", &pfn, driver_version + 1000, kDefault, nullptr));
 }
 
 TEST_F(ProcAddressTest, NullArgumentsAreInvalidValue) {

@@ -4,7 +4,7 @@
 // events, the legacy default stream's implicit synchronisation, and event timing.
 //
 // Ordering is observed without clocks: a host function blocks its stream on a Gate, and a
-// Probe queued elsewhere records whether that gate was already open when it ran.
+// Probe queued elsewhere records whether that gated function had finished when it ran.
 #include <cuda.h>
 #include <gtest/gtest.h>
 
@@ -193,7 +193,7 @@ TEST_F(StreamTest, LegacyStreamWaitsForBlockingStreams) {
   gate.Open();
   CU_ASSERT(cuStreamSynchronize(nullptr));
   EXPECT_EQ(probe.runs.load(), 1);
-  EXPECT_EQ(probe.gate_was_open.load(), 1);
+  EXPECT_EQ(probe.after_gate.load(), 1);
   CU_EXPECT(cuStreamDestroy(blocking));
 }
 
@@ -208,7 +208,7 @@ TEST_F(StreamTest, BlockingStreamsWaitForLegacyStream) {
   EXPECT_EQ(probe.runs.load(), 0) << "blocking stream overtook the legacy stream";
   gate.Open();
   CU_ASSERT(cuStreamSynchronize(blocking));
-  EXPECT_EQ(probe.gate_was_open.load(), 1);
+  EXPECT_EQ(probe.after_gate.load(), 1);
   CU_EXPECT(cuStreamDestroy(blocking));
 }
 
@@ -222,7 +222,7 @@ TEST_F(StreamTest, LegacyStreamIgnoresNonBlockingStreams) {
   // Must complete while the non-blocking stream is still held by the gate.
   CU_ASSERT(cuStreamSynchronize(nullptr));
   EXPECT_EQ(probe.runs.load(), 1);
-  EXPECT_EQ(probe.gate_was_open.load(), 0) << "legacy stream waited for a non-blocking stream";
+  EXPECT_EQ(probe.after_gate.load(), 0) << "legacy stream waited for a non-blocking stream";
   CU_EXPECT_STATUS(CUDA_ERROR_NOT_READY, cuStreamQuery(non_blocking));
   gate.Open();
   CU_EXPECT(cuStreamSynchronize(non_blocking));
@@ -237,7 +237,7 @@ TEST_F(StreamTest, NonBlockingStreamDoesNotWaitForLegacyStream) {
   CU_ASSERT(cuLaunchHostFunc(nullptr, Gate::WaitFn, &gate));
   CU_ASSERT(cuLaunchHostFunc(non_blocking, Probe::RunFn, &probe));
   CU_ASSERT(cuStreamSynchronize(non_blocking));
-  EXPECT_EQ(probe.gate_was_open.load(), 0);
+  EXPECT_EQ(probe.after_gate.load(), 0);
   gate.Open();
   CU_EXPECT(cuStreamSynchronize(nullptr));
   CU_EXPECT(cuStreamDestroy(non_blocking));
@@ -254,7 +254,7 @@ TEST_F(StreamTest, IndependentStreamsRunConcurrently) {
   CU_ASSERT(cuLaunchHostFunc(held, Gate::WaitFn, &gate));
   CU_ASSERT(cuLaunchHostFunc(free_running, Probe::RunFn, &probe));
   CU_ASSERT(cuStreamSynchronize(free_running));
-  EXPECT_EQ(probe.gate_was_open.load(), 0);
+  EXPECT_EQ(probe.after_gate.load(), 0);
   gate.Open();
   CU_EXPECT(cuStreamSynchronize(held));
   CU_EXPECT(cuStreamDestroy(held));

@@ -3,37 +3,39 @@
 // Kernels the simcuda tests launch, written against the module ABI (simcuda/kernel.h).
 // They run on the CPU; device memory is ordinary process memory, so they use plain loads
 // and stores, and atomics where a host thread watches the same word.
+#include "test_kernels.h"
+
 #include <simcuda/kernel.h>
 #include <stdint.h>
 #include <time.h>
 
-#include "test_kernels.h"
+// Thread t of T handles elements t, t + T, t + 2T, ... (a CUDA grid-stride loop), so a
+// kernel covers all n elements whatever grid it is launched with. Threads run one after
+// another here; the loop visits every (thread, element) pair once.
+#define GRID_STRIDE_LOOP(launch, i, n)                                                             \
+  for (unsigned long long thread_ = 0, threads_ = SIMCUDA_NUM_THREADS(launch); thread_ < threads_; \
+       ++thread_)                                                                                  \
+    for (unsigned long long i = thread_; i < (n); i += threads_)
 
 SIMCUDA_KERNEL(fill_u32, sizeof(uint32_t*), sizeof(uint32_t), sizeof(uint64_t)) {
   uint32_t* out = SIMCUDA_PARAM(uint32_t*, 0);
   const uint32_t value = SIMCUDA_PARAM(uint32_t, 1);
   const uint64_t n = SIMCUDA_PARAM(uint64_t, 2);
-  SIMCUDA_FOR_EACH_THREAD(launch, i) {
-    if (i < n) out[i] = value;
-  }
+  GRID_STRIDE_LOOP(launch, i, n) out[i] = value;
 }
 
 SIMCUDA_KERNEL(add_u32, sizeof(uint32_t*), sizeof(uint32_t), sizeof(uint64_t)) {
   uint32_t* data = SIMCUDA_PARAM(uint32_t*, 0);
   const uint32_t delta = SIMCUDA_PARAM(uint32_t, 1);
   const uint64_t n = SIMCUDA_PARAM(uint64_t, 2);
-  SIMCUDA_FOR_EACH_THREAD(launch, i) {
-    if (i < n) data[i] += delta;
-  }
+  GRID_STRIDE_LOOP(launch, i, n) data[i] += delta;
 }
 
 SIMCUDA_KERNEL(copy_u32, sizeof(uint32_t*), sizeof(const uint32_t*), sizeof(uint64_t)) {
   uint32_t* dst = SIMCUDA_PARAM(uint32_t*, 0);
   const uint32_t* src = SIMCUDA_PARAM(const uint32_t*, 1);
   const uint64_t n = SIMCUDA_PARAM(uint64_t, 2);
-  SIMCUDA_FOR_EACH_THREAD(launch, i) {
-    if (i < n) dst[i] = src[i];
-  }
+  GRID_STRIDE_LOOP(launch, i, n) dst[i] = src[i];
 }
 
 SIMCUDA_KERNEL(vec_add, sizeof(float*), sizeof(const float*), sizeof(const float*),
@@ -42,9 +44,7 @@ SIMCUDA_KERNEL(vec_add, sizeof(float*), sizeof(const float*), sizeof(const float
   const float* a = SIMCUDA_PARAM(const float*, 1);
   const float* b = SIMCUDA_PARAM(const float*, 2);
   const int32_t n = SIMCUDA_PARAM(int32_t, 3);
-  SIMCUDA_FOR_EACH_THREAD(launch, i) {
-    if (i < (unsigned long long)n) c[i] = a[i] + b[i];
-  }
+  GRID_STRIDE_LOOP(launch, i, (unsigned long long)n) c[i] = a[i] + b[i];
 }
 
 SIMCUDA_KERNEL(record_launch, sizeof(uint32_t*)) {

@@ -25,6 +25,7 @@ typedef struct MixedRecord {
 } MixedRecord;
 
 // Kernels (parameters in order):
+// Element-wise kernels use grid-stride loops: any launch shape covers all n elements.
 //   fill_u32(uint32_t* out, uint32_t value, uint64_t n)          out[i] = value
 //   add_u32(uint32_t* data, uint32_t delta, uint64_t n)          data[i] += delta
 //   copy_u32(uint32_t* dst, const uint32_t* src, uint64_t n)     dst[i] = src[i]
@@ -42,7 +43,7 @@ typedef struct MixedRecord {
 // Byte offsets of mixed_params' parameters under the module ABI's layout rule
 // (each parameter aligned to min(8, largest power of two dividing its size)).
 enum {
-  kMixedOffsetI = 0,   // int32_t, size 4
+  kMixedOffsetI = 0,    // int32_t, size 4
   kMixedOffsetOut = 8,  // pointer, size 8
   kMixedOffsetF = 16,   // float, size 4
   kMixedOffsetV = 20,   // Vec3, size 12, alignment 4

@@ -44,12 +44,11 @@ inline std::string CuName(CUresult result) {
 }
 
 // Predicate formatter: compares codes (not names, which come from the driver under test).
-inline ::testing::AssertionResult CuResultIs(const char* /*expected_expr*/,
-                                             const char* actual_expr, CUresult expected,
-                                             CUresult actual) {
+inline ::testing::AssertionResult CuResultIs(const char* /*expected_expr*/, const char* actual_expr,
+                                             CUresult expected, CUresult actual) {
   if (expected == actual) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << actual_expr << "\n  returned " << CuName(actual)
-                                       << "\n  expected " << CuName(expected);
+  return ::testing::AssertionFailure()
+         << actual_expr << "\n  returned " << CuName(actual) << "\n  expected " << CuName(expected);
 }
 
 }  // namespace simcuda_test
@@ -92,6 +91,8 @@ class Gate {
 
   void Open() { open_.store(true, std::memory_order_release); }
   bool IsOpen() const { return open_.load(std::memory_order_acquire); }
+  // Whether a WaitFn blocked on this gate has returned (opened or timed out).
+  bool Passed() const { return passed_.load(std::memory_order_acquire); }
 
   // Returns whether the gate opened within `timeout`.
   bool Wait(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const {
@@ -104,21 +105,27 @@ class Gate {
   }
 
   // A CUhostFn: blocks the stream until the gate (userData) opens, at most 5 s.
-  static void CUDA_CB WaitFn(void* gate) { static_cast<Gate*>(gate)->Wait(); }
+  static void CUDA_CB WaitFn(void* gate) {
+    auto* self = static_cast<Gate*>(gate);
+    self->Wait();
+    self->passed_.store(true, std::memory_order_release);
+  }
 
  private:
   std::atomic<bool> open_{false};
+  std::atomic<bool> passed_{false};
 };
 
-// Records that (and when) a host function ran, and whether a gate was open by then.
+// Records that a host function ran and whether, by then, the host function blocked on
+// `gate` had finished: the ordering between two pieces of queued work, without clocks.
 struct Probe {
   std::atomic<int> runs{0};
-  std::atomic<int> gate_was_open{-1};  // -1: no gate to look at, or never ran
+  std::atomic<int> after_gate{-1};  // 1: ran after the gated work, 0: before, -1: not run
   const Gate* gate = nullptr;
 
   static void CUDA_CB RunFn(void* probe) {
     auto* self = static_cast<Probe*>(probe);
-    if (self->gate != nullptr) self->gate_was_open.store(self->gate->IsOpen() ? 1 : 0);
+    if (self->gate != nullptr) self->after_gate.store(self->gate->Passed() ? 1 : 0);
     self->runs.fetch_add(1);
   }
 };
@@ -174,7 +181,8 @@ class DriverTest : public ::testing::Test {
 
   // Loads the test kernel module once; fails the test if it cannot.
   void LoadTestModule() {
-    if (module_ == nullptr) CU_ASSERT(cuModuleLoad(&module_, TestModulePath()));
+    if (module_ != nullptr) return;
+    CU_ASSERT(cuModuleLoad(&module_, TestModulePath())) << "module " << TestModulePath();
   }
   CUfunction Kernel(const char* name) {
     CUfunction fn = nullptr;

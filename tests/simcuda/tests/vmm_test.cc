@@ -22,7 +22,8 @@ class VmmTest : public DriverTest {
   // Fills [ptr, ptr + size) with a pattern derived from `seed`, via a copy.
   static CUresult WritePattern(CUdeviceptr ptr, size_t size, uint32_t seed) {
     std::vector<uint32_t> words(size / sizeof(uint32_t));
-    for (size_t i = 0; i < words.size(); ++i) words[i] = seed ^ static_cast<uint32_t>(i * 2654435761u);
+    for (size_t i = 0; i < words.size(); ++i)
+      words[i] = seed ^ static_cast<uint32_t>(i * 2654435761u);
     return cuMemcpyHtoD(ptr, words.data(), size);
   }
   static void ExpectPattern(CUdeviceptr ptr, size_t size, uint32_t seed) {
@@ -49,8 +50,8 @@ TEST_F(VmmTest, DefaultGranularityIsTwoMiB) {
   EXPECT_EQ(Granularity(HostNumaProp()), 2 * kMiB);
   size_t recommended = 0;
   const CUmemAllocationProp prop = DeviceProp();
-  CU_ASSERT(cuMemGetAllocationGranularity(&recommended, &prop,
-                                          CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  CU_ASSERT(
+      cuMemGetAllocationGranularity(&recommended, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
   EXPECT_GE(recommended, 2 * kMiB);
   EXPECT_EQ(recommended % (2 * kMiB), 0u);
 }

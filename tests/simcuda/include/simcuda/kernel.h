@@ -60,13 +60,13 @@ typedef void (*simcuda_kernel_fn)(const simcuda_launch* launch, void** params);
   SIMCUDA_EXTERN_C __attribute__((visibility("default"))) const unsigned long long        \
       NAME##__simcuda_params[] = {SIMCUDA_PP_NARGS(__VA_ARGS__), __VA_ARGS__};            \
   SIMCUDA_EXTERN_C __attribute__((visibility("default"))) void NAME(                      \
-      const simcuda_launch* launch, void** params)
+      const simcuda_launch* launch __attribute__((unused)), void** params __attribute__((unused)))
 
 #define SIMCUDA_KERNEL0(NAME)                                                             \
   SIMCUDA_EXTERN_C __attribute__((visibility("default"))) const unsigned long long        \
       NAME##__simcuda_params[] = {0};                                                     \
   SIMCUDA_EXTERN_C __attribute__((visibility("default"))) void NAME(                      \
-      const simcuda_launch* launch, void** params)
+      const simcuda_launch* launch __attribute__((unused)), void** params __attribute__((unused)))
 
 // Parameter i of the current launch, as type T.
 #define SIMCUDA_PARAM(T, i) (*(T*)params[i])

@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// nvme_store_bench: sequential write-then-read throughput of the NVMe store (runtime/
+// nvme_store.h) against fio on the same file system, with the same request size and queue
+// depth, run side by side (store, fio, store, fio, ...) so that both see the same disk
+// weather. Reports the median of each and the ratio store/fio, as a table on stdout and as
+// JSON (--json, default ./nvme_store_bench.json). Without fio installed, reports the store
+// alone.
+//
+// Each run starts from a fresh file for both: the store opens a new spill file and
+// allocates (fallocates) the extent before the clock starts; fio lays out a new file before
+// its clock starts. Both then write into preallocated, unwritten blocks and read back what
+// they wrote, with O_DIRECT through io_uring.
+
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "runtime/nvme_store.h"
+
+namespace spillway {
+namespace {
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+struct Flags {
+  std::string dir;
+  uint64_t bytes = 1024 * kMiB;
+  uint64_t block = kMiB;
+  unsigned qd = 8;
+  int runs = 3;
+  uint64_t segment = 64 * kMiB;  // bytes per store transfer; two are kept in flight
+  bool register_buffers = true;
+  bool fio = true;
+  std::string json = "nvme_store_bench.json";
+};
+
+void PrintUsage(const char* argv0) {
+  printf(
+      "usage: %s [flags]\n"
+      "Sequential write then read throughput of Spillway's NVMe store vs fio.\n\n"
+      "  --dir=PATH      directory on the file system to test (default $TMPDIR or /tmp)\n"
+      "  --bytes=SIZE    bytes written then read per run (default 1G)\n"
+      "  --block=SIZE    request size: the store's request_bytes and fio's --bs (default 1M)\n"
+      "  --qd=N          requests in flight: the store's queue_depth, fio's --iodepth "
+      "(default 8)\n"
+      "  --runs=N        alternating store/fio runs; medians are reported (default 3)\n"
+      "  --segment=SIZE  bytes per store transfer, two in flight (default 64M)\n"
+      "  --no-register   do not register the store's buffers with io_uring\n"
+      "  --no-fio        measure the store alone\n"
+      "  --json=PATH     where to write the JSON results (default ./nvme_store_bench.json)\n"
+      "  --help          this text\n"
+      "SIZE takes K, M, G, T suffixes (powers of 1024).\n",
+      argv0);
+}
+
+std::optional<uint64_t> ParseSize(std::string_view text) {
+  uint64_t scale = 1;
+  if (!text.empty()) {
+    switch (text.back() | 0x20) {
+      case 'k': scale = uint64_t{1} << 10; break;
+      case 'm': scale = uint64_t{1} << 20; break;
+      case 'g': scale = uint64_t{1} << 30; break;
+      case 't': scale = uint64_t{1} << 40; break;
+      default: break;
+    }
+    if (scale != 1) text.remove_suffix(1);
+  }
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value == 0) return std::nullopt;
+  return value * scale;
+}
+
+// Accepts --name=value and --name value.
+bool ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string_view name = arg;
+    std::optional<std::string_view> value;
+    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    auto take = [&]() -> std::optional<std::string_view> {
+      if (value) return value;
+      if (i + 1 < argc) return std::string_view(argv[++i]);
+      return std::nullopt;
+    };
+    auto size = [&](uint64_t* out) {
+      auto v = take();
+      auto parsed = v ? ParseSize(*v) : std::nullopt;
+      if (!parsed) fprintf(stderr, "bad or missing size for %.*s\n", int(name.size()), name.data());
+      if (parsed) *out = *parsed;
+      return parsed.has_value();
+    };
+    auto integer = [&](auto* out) {
+      auto v = take();
+      int parsed = 0;
+      const bool ok = v && absl::SimpleAtoi(*v, &parsed) && parsed > 0;
+      if (!ok) fprintf(stderr, "bad or missing number for %.*s\n", int(name.size()), name.data());
+      if (ok) *out = parsed;
+      return ok;
+    };
+    bool ok = true;
+    if (name == "--help" || name == "-h") {
+      PrintUsage(argv[0]);
+      exit(0);
+    } else if (name == "--dir") {
+      auto v = take();
+      ok = v.has_value();
+      if (ok) flags->dir = std::string(*v);
+    } else if (name == "--bytes") {
+      ok = size(&flags->bytes);
+    } else if (name == "--block") {
+      ok = size(&flags->block);
+    } else if (name == "--segment") {
+      ok = size(&flags->segment);
+    } else if (name == "--qd") {
+      ok = integer(&flags->qd);
+    } else if (name == "--runs") {
+      ok = integer(&flags->runs);
+    } else if (name == "--json") {
+      auto v = take();
+      ok = v.has_value();
+      if (ok) flags->json = std::string(*v);
+    } else if (name == "--no-register") {
+      flags->register_buffers = false;
+    } else if (name == "--no-fio") {
+      flags->fio = false;
+    } else {
+      fprintf(stderr, "unknown flag %s (see --help)\n", argv[i]);
+      ok = false;
+    }
+    if (!ok) return false;
+  }
+  if (flags->dir.empty()) {
+    const char* tmp = getenv("TMPDIR");
+    flags->dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  }
+  if (flags->segment % flags->block != 0 || flags->bytes % flags->block != 0) {
+    fprintf(stderr, "--bytes and --segment must be multiples of --block\n");
+    return false;
+  }
+  flags->segment = std::min(flags->segment, flags->bytes);
+  return true;
+}
+
+std::string FileSystemName(const std::string& dir) {
+  struct statfs fs {};
+  if (statfs(dir.c_str(), &fs) != 0) return "unknown";
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case 0xEF53: return "ext4";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x01021994: return "tmpfs";
+    case 0x2FC12FC1: return "zfs";
+    case 0x6969: return "nfs";
+    case 0x794C7630: return "overlayfs";
+    default: return absl::StrFormat("0x%x", static_cast<uint64_t>(fs.f_type));
+  }
+}
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// --- the store -------------------------------------------------------------------------
+
+struct StoreResult {
+  double write_bps = 0;
+  double read_bps = 0;
+};
+
+struct StoreInfo {
+  size_t alignment = 0;
+  bool alignment_from_statx = false;
+  bool tmpfile = false;
+  std::string registration = "off";
+};
+
+// Streams `flags.bytes` through the store in segments, keeping two segment transfers in
+// flight so the request queue never drains between them.
+absl::StatusOr<double> TimeStore(NvmeStore& store, const Extent& extent, bool write,
+                                 char* const buffers[2], const Flags& flags) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<NvmeStore::Ticket> in_flight;
+  uint64_t done = 0;
+  for (uint64_t offset = 0, k = 0; offset < flags.bytes; offset += flags.segment, ++k) {
+    const uint64_t n = std::min(flags.segment, flags.bytes - offset);
+    auto ticket = write ? store.WriteAsync(extent, offset, buffers[k % 2], n)
+                        : store.ReadAsync(extent, offset, buffers[k % 2], n);
+    if (!ticket.ok()) return ticket.status();
+    in_flight.push_back(*std::move(ticket));
+    if (in_flight.size() == 2) {
+      if (absl::Status s = store.Wait(std::move(in_flight.front())); !s.ok()) return s;
+      in_flight.erase(in_flight.begin());
+    }
+    done += n;
+  }
+  for (auto& t : in_flight) {
+    if (absl::Status s = store.Wait(std::move(t)); !s.ok()) return s;
+  }
+  return static_cast<double>(done) / Seconds(std::chrono::steady_clock::now() - start);
+}
+
+absl::StatusOr<StoreResult> RunStore(const Flags& flags, char* const buffers[2],
+                                     StoreInfo* info) {
+  NvmeStoreConfig config;
+  config.directory = flags.dir;
+  config.limit_bytes = flags.bytes;
+  config.queue_depth = flags.qd;
+  config.request_bytes = flags.block;
+  absl::StatusOr<std::unique_ptr<NvmeStore>> store = NvmeStore::Open(config);
+  if (!store.ok()) return store.status();
+  info->alignment = (*store)->alignment();
+  info->alignment_from_statx = (*store)->alignment_from_statx();
+  info->tmpfile = (*store)->uses_o_tmpfile();
+  if (flags.register_buffers) {
+    const iovec iov[2] = {{buffers[0], flags.segment}, {buffers[1], flags.segment}};
+    const absl::Status s = (*store)->RegisterBuffers(iov);
+    info->registration = s.ok() ? "on" : absl::StrCat("failed: ", s.message());
+  }
+  absl::StatusOr<Extent> extent = (*store)->Allocate(flags.bytes);  // fallocate: untimed
+  if (!extent.ok()) return extent.status();
+  StoreResult result;
+  absl::StatusOr<double> w = TimeStore(**store, *extent, true, buffers, flags);
+  if (!w.ok()) return w.status();
+  absl::StatusOr<double> r = TimeStore(**store, *extent, false, buffers, flags);
+  if (!r.ok()) return r.status();
+  return StoreResult{*w, *r};
+}
+
+// --- fio -------------------------------------------------------------------------------
+
+std::string ShellQuote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+bool FioAvailable() { return system("fio --version >/dev/null 2>&1") == 0; }
+
+// The value of "bw_bytes" in the first JSON object keyed `section` ("read" or "write").
+std::optional<double> FioBandwidth(const std::string& json, std::string_view section) {
+  const std::string key = absl::StrCat("\"", section, "\"");
+  for (size_t at = json.find(key); at != std::string::npos; at = json.find(key, at + 1)) {
+    size_t p = at + key.size();
+    while (p < json.size() && isspace(static_cast<unsigned char>(json[p]))) ++p;
+    if (p >= json.size() || json[p] != ':') continue;  // a value, not a key
+    ++p;
+    while (p < json.size() && isspace(static_cast<unsigned char>(json[p]))) ++p;
+    if (p >= json.size() || json[p] != '{') continue;
+    const size_t bw = json.find("\"bw_bytes\"", p);
+    if (bw == std::string::npos) return std::nullopt;
+    size_t colon = json.find(':', bw);
+    if (colon == std::string::npos) return std::nullopt;
+    return strtod(json.c_str() + colon + 1, nullptr);
+  }
+  return std::nullopt;
+}
+
+std::string FioCommand(const Flags& flags, std::string_view rw, const std::string& file) {
+  return absl::StrFormat(
+      "fio --name=spillway-%s --ioengine=io_uring --direct=1 --rw=%s --bs=%u --iodepth=%u "
+      "--size=%u --filename=%s --output-format=json 2>&1",
+      rw, rw, flags.block, flags.qd, flags.bytes, ShellQuote(file));
+}
+
+absl::StatusOr<double> RunFio(const Flags& flags, std::string_view rw, const std::string& file) {
+  const std::string command = FioCommand(flags, rw, file);
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return absl::InternalError(absl::StrCat("popen: ", command));
+  std::string output;
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof(chunk), pipe)) > 0) output.append(chunk, n);
+  const int status = pclose(pipe);
+  if (status != 0) {
+    return absl::InternalError(absl::StrCat("fio failed (", command, "):\n", output));
+  }
+  std::optional<double> bw = FioBandwidth(output, rw);
+  if (!bw) return absl::InternalError(absl::StrCat("no bw_bytes for ", rw, " in:\n", output));
+  return *bw;
+}
+
+// --- output ----------------------------------------------------------------------------
+
+std::string JsonArray(const std::vector<double>& v) {
+  return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double x) {
+                        absl::StrAppend(out, absl::StrFormat("%.0f", x));
+                      }),
+                      "]");
+}
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  if (!ParseFlags(argc, argv, &flags)) {
+    PrintUsage(argv[0]);
+    return 2;
+  }
+  const bool fio = flags.fio && FioAvailable();
+  if (flags.fio && !fio) printf("fio is not installed: measuring the store alone\n");
+
+  // Two segment buffers, page-aligned, touched once so page faults stay out of the timing.
+  char* buffers[2];
+  for (char*& b : buffers) {
+    void* p = mmap(nullptr, flags.segment, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+      perror("mmap");
+      return 1;
+    }
+    b = static_cast<char*>(p);
+    for (uint64_t i = 0; i < flags.segment; i += 4096) b[i] = static_cast<char>(i >> 12);
+  }
+
+  const std::string fio_file = flags.dir + "/spillway-fio.tmp";
+  StoreInfo info;
+  std::vector<double> store_w, store_r, fio_w, fio_r, ratio_w, ratio_r;
+  for (int run = 0; run < flags.runs; ++run) {
+    absl::StatusOr<StoreResult> s = RunStore(flags, buffers, &info);
+    if (!s.ok()) {
+      fprintf(stderr, "store: %s\n", s.status().ToString().c_str());
+      return 1;
+    }
+    store_w.push_back(s->write_bps);
+    store_r.push_back(s->read_bps);
+    if (!fio) continue;
+    unlink(fio_file.c_str());
+    absl::StatusOr<double> w = RunFio(flags, "write", fio_file);
+    absl::StatusOr<double> r = w.ok() ? RunFio(flags, "read", fio_file) : w;
+    unlink(fio_file.c_str());
+    if (!w.ok() || !r.ok()) {
+      fprintf(stderr, "%s\n", (w.ok() ? r : w).status().ToString().c_str());
+      return 1;
+    }
+    fio_w.push_back(*w);
+    fio_r.push_back(*r);
+    ratio_w.push_back(s->write_bps / *w);
+    ratio_r.push_back(s->read_bps / *r);
+  }
+
+  const std::string fs = FileSystemName(flags.dir);
+  printf("NVMe store vs fio: %s (%s), %.0f MiB per run, block %.0f KiB, queue depth %u, "
+         "%d runs (median)\n",
+         flags.dir.c_str(), fs.c_str(), flags.bytes / double(kMiB), flags.block / 1024.0,
+         flags.qd, flags.runs);
+  printf("store: direct-I/O alignment %zu (%s), %s, registered buffers %s\n", info.alignment,
+         info.alignment_from_statx ? "statx" : "fallback",
+         info.tmpfile ? "O_TMPFILE" : "mkstemp+unlink", info.registration.c_str());
+  printf("%-6s %12s %12s %10s\n", "", "store MB/s", "fio MB/s", "store/fio");
+  for (const char* phase : {"write", "read"}) {
+    const bool w = phase[0] == 'w';
+    const double st = Median(w ? store_w : store_r) / 1e6;
+    if (fio) {
+      printf("%-6s %12.1f %12.1f %10.3f\n", phase, st, Median(w ? fio_w : fio_r) / 1e6,
+             Median(w ? ratio_w : ratio_r));
+    } else {
+      printf("%-6s %12.1f %12s %10s\n", phase, st, "-", "-");
+    }
+  }
+
+  std::string json = absl::StrFormat(
+      "{\n  \"benchmark\": \"nvme_store\",\n  \"dir\": %s,\n  \"filesystem\": %s,\n"
+      "  \"bytes\": %u,\n  \"block\": %u,\n  \"queue_depth\": %u,\n  \"runs\": %d,\n"
+      "  \"segment\": %u,\n  \"alignment\": %u,\n  \"alignment_from_statx\": %s,\n"
+      "  \"registered_buffers\": %s,\n"
+      "  \"store\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
+      "            \"write_median\": %.0f, \"read_median\": %.0f}",
+      JsonString(flags.dir), JsonString(fs), flags.bytes, flags.block, flags.qd, flags.runs,
+      flags.segment, info.alignment, info.alignment_from_statx ? "true" : "false",
+      JsonString(info.registration), JsonArray(store_w), JsonArray(store_r), Median(store_w),
+      Median(store_r));
+  if (fio) {
+    absl::StrAppend(
+        &json,
+        absl::StrFormat(
+            ",\n  \"fio\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
+            "          \"write_median\": %.0f, \"read_median\": %.0f,\n"
+            "          \"command\": %s},\n"
+            "  \"ratio_store_over_fio\": {\"write\": %.4f, \"read\": %.4f}",
+            JsonArray(fio_w), JsonArray(fio_r), Median(fio_w), Median(fio_r),
+            JsonString(FioCommand(flags, "<write|read>", fio_file)), Median(ratio_w),
+            Median(ratio_r)));
+  } else {
+    absl::StrAppend(&json, ",\n  \"fio\": null");
+  }
+  absl::StrAppend(&json, "\n}\n");
+  FILE* out = fopen(flags.json.c_str(), "w");
+  if (out == nullptr || fputs(json.c_str(), out) < 0 || fclose(out) != 0) {
+    fprintf(stderr, "cannot write %s: %s\n", flags.json.c_str(), strerror(errno));
+    return 1;
+  }
+  printf("results: %s\n", flags.json.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace spillway
+
+int main(int argc, char** argv) { return spillway::Main(argc, argv); }

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+
+#include "runtime/allocation_map.h"
+
+#include <iterator>
+#include <limits>
+
+#include "absl/strings/str_format.h"
+
+namespace spillway {
+namespace {
+
+std::string DescribeRange(uintptr_t base, size_t size) {
+  return absl::StrFormat("[%#x, %#x)", base, base + size);
+}
+
+absl::Status Overlap(uintptr_t base, size_t size, uintptr_t other_base, size_t other_size) {
+  return absl::FailedPreconditionError(absl::StrFormat("range %s overlaps the managed range %s",
+                                                       DescribeRange(base, size),
+                                                       DescribeRange(other_base, other_size)));
+}
+
+}  // namespace
+
+absl::Status AllocationMap::Insert(uintptr_t base, size_t size, Allocation* allocation) {
+  if (size == 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("empty range at %#x", base));
+  }
+  if (base > std::numeric_limits<uintptr_t>::max() - size) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("range at %#x of %u bytes ends past the top of the address space", base,
+                        size));
+  }
+  if (allocation == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat("null allocation for %s",
+                                                      DescribeRange(base, size)));
+  }
+  absl::MutexLock lock(&mutex_);
+  // Only two ranges can overlap the new one without also overlapping each other: the first
+  // that starts at or after `base`, and the one before it.
+  const auto next = ranges_.lower_bound(base);
+  if (next != ranges_.end() && next->first - base < size) {
+    return Overlap(base, size, next->first, next->second.size);
+  }
+  if (next != ranges_.begin()) {
+    const auto& [previous_base, previous] = *std::prev(next);
+    if (base - previous_base < previous.size) {
+      return Overlap(base, size, previous_base, previous.size);
+    }
+  }
+  ranges_.emplace_hint(next, base, Entry{size, allocation});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Allocation*> AllocationMap::Erase(uintptr_t base) {
+  absl::MutexLock lock(&mutex_);
+  const auto it = ranges_.find(base);
+  if (it == ranges_.end()) {
+    return absl::NotFoundError(
+        absl::StrFormat("no managed allocation starts at %#x (not ours, or already freed)", base));
+  }
+  Allocation* const allocation = it->second.allocation;
+  ranges_.erase(it);
+  return allocation;
+}
+
+std::optional<AllocationMap::Hit> AllocationMap::Find(uintptr_t address) const {
+  absl::ReaderMutexLock lock(&mutex_);
+  return FindLocked(address);
+}
+
+size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses,
+                               std::vector<Hit>* out) const {
+  out->resize(addresses.size());
+  size_t hits = 0;
+  absl::ReaderMutexLock lock(&mutex_);
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    const std::optional<Hit> hit = FindLocked(addresses[i]);
+    (*out)[i] = hit.value_or(Hit{});
+    hits += hit.has_value();
+  }
+  return hits;
+}
+
+size_t AllocationMap::size() const {
+  absl::ReaderMutexLock lock(&mutex_);
+  return ranges_.size();
+}
+
+std::optional<AllocationMap::Hit> AllocationMap::FindLocked(uintptr_t address) const {
+  if (ranges_.empty() || address < ranges_.begin()->first) return std::nullopt;
+  // Ranges do not overlap, so the last one ends highest: a word past it is no pointer of ours
+  // and costs no descent into the tree.
+  const auto& [last_base, last] = *ranges_.rbegin();
+  if (address >= last_base + last.size) return std::nullopt;  // Insert rules out wrapping
+  const auto it = std::prev(ranges_.upper_bound(address));
+  if (address - it->first >= it->second.size) return std::nullopt;
+  return Hit{it->second.allocation, it->first, it->second.size};
+}
+
+}  // namespace spillway

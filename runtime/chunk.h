@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Managed allocations and their chunks: what the tiered manager moves.
+//
+// A managed allocation is a reserved device virtual range that never changes while the
+// allocation lives. It is cut into chunks of SPILLWAY_CHUNK bytes; each chunk's range is
+// mapped to exactly one physical handle at a time: a device handle (tier DEVICE), a
+// host-located handle the GPU reads over the link (tier HOST), or nothing at all (tier
+// NVME, allowed only for guarded allocations: see architecture.md, "The invariant").
+//
+// Thread safety: every field is guarded by the Manager's mutex; fields a move job owns
+// (`moving` set) change only on the mover thread.
+#ifndef SPILLWAY_RUNTIME_CHUNK_H_
+#define SPILLWAY_RUNTIME_CHUNK_H_
+
+#include <cuda.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "runtime/physical_pool.h"
+
+namespace spillway {
+
+enum class Tier : uint8_t { kDevice = 0, kHost = 1, kNvme = 2 };
+const char* TierName(Tier tier);
+
+// Advice bits (the C API's spw_advice values map 1:1).
+enum Advice : uint32_t {
+  kAdviceWeights = 1u << 0,     // read-mostly model weights: a host copy stays valid
+  kAdviceKv = 1u << 1,          // KV cache: grows, every block touched by every step
+  kAdvicePin = 1u << 2,         // never leaves HBM
+  kAdviceCold = 1u << 3,        // leaves HBM first
+  kAdviceReadMostly = 1u << 4,  // device work does not write it: clean after a fetch
+  kAdviceGuarded = 1u << 5,     // every device access is announced (prefetch/launch hook):
+                                // the chunk may leave mapped memory (NVMe)
+};
+
+struct NvmeExtentRef {
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+};
+
+struct Allocation;
+
+struct Chunk {
+  Allocation* allocation = nullptr;
+  CUdeviceptr address = 0;  // in the application's range; never changes
+  Tier tier = Tier::kHost;
+  PhysicalChunk device;     // valid in tier DEVICE
+  PhysicalChunk host;       // valid in tier HOST, or a clean copy kept in tier DEVICE
+  bool host_copy_valid = false;            // `host` holds the same bytes as `device`
+  std::optional<NvmeExtentRef> nvme;       // a copy on NVMe (valid in tier NVME)
+  bool moving = false;                     // a move job owns this chunk
+  uint64_t last_use = 0;                   // policy clock of the last touch
+  CUstream last_stream = nullptr;          // the stream the application last used it on
+};
+
+struct Allocation {
+  CUdeviceptr base = 0;
+  size_t size = 0;      // bytes the application asked for
+  size_t reserved = 0;  // the VA reservation: size rounded up to whole chunks
+  int device = 0;
+  uint32_t advice = 0;
+  std::vector<Chunk> chunks;
+  bool guarded() const { return advice & kAdviceGuarded; }
+  bool clean_after_fetch() const { return advice & (kAdviceWeights | kAdviceReadMostly); }
+};
+
+}  // namespace spillway
+
+#endif  // SPILLWAY_RUNTIME_CHUNK_H_

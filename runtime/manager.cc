@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/manager.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/driver_api.h"
+
+namespace spillway {
+
+const char* TierName(Tier tier) {
+  switch (tier) {
+    case Tier::kDevice:
+      return "device";
+    case Tier::kHost:
+      return "host";
+    case Tier::kNvme:
+      return "nvme";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string Bytes(uint64_t bytes) {
+  if (bytes % (uint64_t{1} << 30) == 0 && bytes != 0) return absl::StrCat(bytes >> 30, " GiB");
+  if (bytes % (uint64_t{1} << 20) == 0 && bytes != 0) return absl::StrCat(bytes >> 20, " MiB");
+  return absl::StrCat(bytes, " bytes");
+}
+
+}  // namespace
+
+// A move being planned: its steps and what planning took from the pools (to give back
+// if the plan cannot be completed).
+struct Manager::Plan {
+  std::vector<MoveStep> steps;
+  absl::flat_hash_set<CUstream> streams;
+  std::vector<PhysicalChunk> taken_device;
+  std::vector<PhysicalChunk> taken_host;
+  std::vector<Chunk*> claimed;  // chunks marked moving by this plan
+};
+
+absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& config) {
+  const DriverApi& cu = Driver();
+  int vmm = 0, host_vmm = 0, numa = -1;
+  SPW_CHECK_CU(cu.cuDeviceGetAttribute(
+      &vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, config.device));
+  SPW_CHECK_CU(cu.cuDeviceGetAttribute(
+      &host_vmm, CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+      config.device));
+  SPW_CHECK_CU(cu.cuDeviceGetAttribute(&numa, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID, config.device));
+  if (!vmm || !host_vmm) {
+    // Without host-located VMM handles, eviction would have to unmap memory the
+    // application may still touch. The safe mode (unified memory) is not built yet.
+    return absl::UnimplementedError(absl::StrCat(
+        "device ", config.device,
+        " does not support host-located virtual memory (CU_DEVICE_ATTRIBUTE_HOST_NUMA_"
+        "VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED); Spillway cannot tier its memory safely"));
+  }
+  CUmemAllocationProp prop = {};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = config.device;
+  size_t granularity = 0;
+  SPW_CHECK_CU(cu.cuMemGetAllocationGranularity(&granularity, &prop,
+                                                CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  if (config.chunk_bytes == 0 || config.chunk_bytes % granularity != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SPILLWAY_CHUNK=", config.chunk_bytes,
+                     " bytes: must be a multiple of the device's mapping granularity (",
+                     Bytes(granularity), ")"));
+  }
+  size_t device_total = 0;
+  SPW_CHECK_CU(cu.cuDeviceTotalMem(&device_total, config.device));
+
+  ManagerConfig effective = config;
+  effective.hbm_limit_bytes = std::min(config.hbm_limit_bytes, device_total);
+  std::unique_ptr<Manager> manager(new Manager(effective));
+  manager->policy_ = MakePolicy(config.policy.c_str());
+  if (manager->policy_ == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", config.policy, "\""));
+  }
+  auto device_pool = PhysicalPool::Create(
+      "HBM", PoolLocation{true, config.device, 0}, config.chunk_bytes, effective.hbm_limit_bytes);
+  if (!device_pool.ok()) return device_pool.status();
+  manager->device_pool_ = std::move(*device_pool);
+  auto host_pool = PhysicalPool::Create("host", PoolLocation{false, config.device, numa},
+                                        config.chunk_bytes, config.host_limit_bytes);
+  if (!host_pool.ok()) return host_pool.status();
+  manager->host_pool_ = std::move(*host_pool);
+  auto mover = Mover::Create(config.device, config.chunk_bytes);
+  if (!mover.ok()) return mover.status();
+  manager->mover_ = std::move(*mover);
+  return manager;
+}
+
+Manager::~Manager() {
+  std::vector<Allocation*> left;
+  {
+    absl::MutexLock lock(&mu_);
+    left.assign(allocations_.begin(), allocations_.end());
+  }
+  for (Allocation* allocation : left) Free(allocation->base, nullptr).IgnoreError();
+  Drain();
+  mover_.reset();  // before the pools: it may still hold chunks of theirs
+}
+
+absl::Status Manager::MapChunk(CUdeviceptr address, const PhysicalChunk& physical) {
+  const DriverApi& cu = Driver();
+  SPW_CHECK_CU(cu.cuMemMap(address, config_.chunk_bytes, 0, physical.handle, 0));
+  CUmemAccessDesc access = {};
+  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  access.location.id = config_.device;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  SPW_CHECK_CU(cu.cuMemSetAccess(address, config_.chunk_bytes, &access, 1));
+  return absl::OkStatus();
+}
+
+void Manager::Touch(Chunk& chunk, CUstream stream) {
+  chunk.last_stream = stream;
+  policy_->OnTouch(&chunk);
+}
+
+void Manager::NoteDeviceUse() {
+  stats_.peak_device_bytes =
+      std::max<uint64_t>(stats_.peak_device_bytes,
+                         uint64_t{device_pool_->in_use_chunks()} * config_.chunk_bytes);
+}
+
+absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uint32_t advice) {
+  if (bytes == 0) return absl::InvalidArgumentError("cannot allocate 0 bytes");
+  const size_t chunk_bytes = config_.chunk_bytes;
+  const size_t count = (bytes + chunk_bytes - 1) / chunk_bytes;
+  auto allocation = std::make_unique<Allocation>();
+  allocation->size = bytes;
+  allocation->reserved = count * chunk_bytes;
+  allocation->device = config_.device;
+  allocation->advice = advice;
+  CUresult r = Driver().cuMemAddressReserve(&allocation->base, allocation->reserved, chunk_bytes,
+                                            0, 0);
+  if (r != CUDA_SUCCESS) return CudaError(r, "reserving device address space");
+  allocation->chunks.resize(count);
+
+  absl::MutexLock lock(&mu_);
+  size_t mapped = 0;
+  absl::Status status;
+  for (; mapped < count; ++mapped) {
+    Chunk& chunk = allocation->chunks[mapped];
+    chunk.allocation = allocation.get();
+    chunk.address = allocation->base + mapped * chunk_bytes;
+    chunk.last_stream = stream;
+    // HBM while it has room (COLD data goes straight to the host tier), else host memory.
+    absl::StatusOr<PhysicalChunk> physical = absl::ResourceExhaustedError("cold");
+    if (!(advice & kAdviceCold)) physical = device_pool_->Take();
+    chunk.tier = Tier::kDevice;
+    if (!physical.ok() && !(advice & kAdvicePin)) {
+      physical = host_pool_->Take();
+      chunk.tier = Tier::kHost;
+    }
+    if (!physical.ok()) {
+      status = absl::ResourceExhaustedError(absl::StrCat(
+          "cannot place ", Bytes(bytes), ": HBM limit (", Bytes(config_.hbm_limit_bytes),
+          ") and host limit (", Bytes(uint64_t{host_pool_->limit_chunks()} * chunk_bytes),
+          ") are in use", (advice & kAdvicePin) ? "; PIN allocations need HBM" : ""));
+      break;
+    }
+    (chunk.tier == Tier::kDevice ? chunk.device : chunk.host) = *physical;
+    status = MapChunk(chunk.address, *physical);
+    if (!status.ok()) {
+      (chunk.tier == Tier::kDevice ? device_pool_ : host_pool_)->Give(*physical);
+      break;
+    }
+  }
+  if (status.ok()) status = map_.Insert(allocation->base, allocation->reserved, allocation.get());
+  if (!status.ok()) {
+    // Nothing was handed out yet: undo in place.
+    for (size_t i = 0; i < mapped; ++i) {
+      Chunk& chunk = allocation->chunks[i];
+      Driver().cuMemUnmap(chunk.address, chunk_bytes);
+      if (chunk.tier == Tier::kDevice) {
+        device_pool_->Give(chunk.device);
+      } else {
+        host_pool_->Give(chunk.host);
+      }
+    }
+    Driver().cuMemAddressFree(allocation->base, allocation->reserved);
+    return status;
+  }
+  for (Chunk& chunk : allocation->chunks) {
+    if (chunk.tier == Tier::kDevice) {
+      policy_->OnResident(&chunk);
+      stats_.device_bytes += chunk_bytes;
+    } else {
+      stats_.host_bytes += chunk_bytes;
+    }
+  }
+  NoteDeviceUse();
+  ++stats_.allocations;
+  stats_.allocated_bytes += bytes;
+  CUdeviceptr base = allocation->base;
+  allocations_.insert(allocation.release());
+  return base;
+}
+
+void Manager::WaitIdle(Allocation* allocation, size_t first, size_t last) {
+  for (;;) {
+    bool moving = false;
+    for (size_t i = first; i <= last; ++i) moving = moving || allocation->chunks[i].moving;
+    if (!moving) return;
+    // Every job submitted so far: one of them holds these chunks.
+    uint64_t target = mover_->completed() + 1;
+    mu_.Unlock();
+    mover_->WaitFor(target);
+    mu_.Lock();
+  }
+}
+
+absl::Status Manager::Free(CUdeviceptr base, CUstream stream) {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(base);
+  if (!hit || hit->base != base) {
+    return absl::NotFoundError(absl::StrCat(
+        "0x", absl::Hex(base), " is not a live Spillway allocation (never allocated, "
+        "already freed, or not its first byte)"));
+  }
+  Allocation* allocation = hit->allocation;
+  WaitIdle(allocation, 0, allocation->chunks.size() - 1);
+  // It might have been freed by another thread while we waited.
+  if (!allocations_.contains(allocation)) return absl::NotFoundError("already freed");
+  map_.Erase(base).IgnoreError();
+  allocations_.erase(allocation);
+  --stats_.allocations;
+  stats_.allocated_bytes -= allocation->size;
+
+  Plan plan;
+  plan.streams.insert(stream);
+  for (Chunk& chunk : allocation->chunks) {
+    if (chunk.tier == Tier::kDevice) policy_->OnLeave(&chunk);
+    plan.streams.insert(chunk.last_stream);
+    chunk.moving = true;
+    plan.claimed.push_back(&chunk);
+    MoveStep step;
+    step.kind = MoveStep::Kind::kRelease;
+    step.chunk = &chunk;
+    plan.steps.push_back(step);
+  }
+  return SubmitPlan(plan, stream);
+}
+
+absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice, bool set) {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(address);
+  if (!hit) return absl::NotFoundError(absl::StrCat("0x", absl::Hex(address), " is not managed"));
+  if (bytes == 0 || address + bytes > hit->base + hit->allocation->size) {
+    return absl::InvalidArgumentError("advice range is empty or leaves the allocation");
+  }
+  Allocation* allocation = hit->allocation;
+  if (set) {
+    allocation->advice |= advice;
+  } else {
+    allocation->advice &= ~advice;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Manager::PlanEvict(Chunk* chunk, Plan& plan) {
+  MoveStep step;
+  step.kind = MoveStep::Kind::kEvict;
+  step.chunk = chunk;
+  if (chunk->host_copy_valid) {
+    step.target = chunk->host;  // clean: re-pointing the range is the whole eviction
+    step.copy = false;
+  } else {
+    absl::StatusOr<PhysicalChunk> host = host_pool_->Take();
+    if (!host.ok()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "no room to evict to: the host tier is full (SPILLWAY_HOST_LIMIT, ",
+          Bytes(uint64_t{host_pool_->limit_chunks()} * config_.chunk_bytes), ")"));
+    }
+    plan.taken_host.push_back(*host);
+    step.target = *host;
+  }
+  chunk->moving = true;
+  plan.claimed.push_back(chunk);
+  plan.streams.insert(chunk->last_stream);
+  plan.steps.push_back(step);
+  return absl::OkStatus();
+}
+
+absl::Status Manager::PlanFetch(Chunk* chunk, Plan& plan) {
+  MoveStep step;
+  step.kind = MoveStep::Kind::kFetch;
+  step.chunk = chunk;
+  chunk->moving = true;
+  plan.claimed.push_back(chunk);
+  absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
+  if (device.ok()) {
+    plan.taken_device.push_back(*device);
+    step.target = *device;
+  } else {
+    // HBM is at its limit: the policy names the chunk that makes room.
+    auto eligible = [](const Chunk* c) {
+      return c->tier == Tier::kDevice && !c->moving && !(c->allocation->advice & kAdvicePin);
+    };
+    std::vector<Chunk*> victims = policy_->PickVictims(1, eligible);
+    if (victims.empty() && mover_->pending()) {
+      // Moves in flight hold chunks (leaving or entering HBM) that will be candidates once
+      // they land: let them land. Chunks this plan claimed stay claimed meanwhile.
+      mu_.Unlock();
+      mover_->WaitForAll();
+      mu_.Lock();
+      device = device_pool_->Take();
+      if (device.ok()) {
+        plan.taken_device.push_back(*device);
+        step.target = *device;
+        plan.steps.push_back(step);
+        return absl::OkStatus();
+      }
+      victims = policy_->PickVictims(1, eligible);
+    }
+    if (victims.empty()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "HBM limit (", Bytes(config_.hbm_limit_bytes),
+          ") reached and every resident chunk is pinned or being moved"));
+    }
+    if (absl::Status s = PlanEvict(victims[0], plan); !s.ok()) return s;
+    step.donor = static_cast<int>(plan.steps.size() - 1);
+    step.target = victims[0]->device;
+  }
+  plan.steps.push_back(step);
+  return absl::OkStatus();
+}
+
+void Manager::UndoPlan(Plan& plan) {
+  for (const PhysicalChunk& c : plan.taken_device) device_pool_->Give(c);
+  for (const PhysicalChunk& c : plan.taken_host) host_pool_->Give(c);
+  for (Chunk* chunk : plan.claimed) chunk->moving = false;
+}
+
+absl::Status Manager::SubmitPlan(Plan& plan, CUstream stream) {
+  if (plan.steps.empty()) return absl::OkStatus();
+  auto job = std::make_unique<MoveJob>();
+  job->steps = std::move(plan.steps);
+  job->streams.assign(plan.streams.begin(), plan.streams.end());
+  (void)stream;
+  job->commit = [this](MoveJob& j, const absl::Status& status) { Commit(j, status); };
+  absl::StatusOr<uint64_t> sequence = mover_->Submit(std::move(job));
+  // On failure the mover still runs the (abandoned) job's commit, which undoes the plan.
+  return sequence.status();
+}
+
+void Manager::Commit(MoveJob& job, const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  const size_t chunk_bytes = config_.chunk_bytes;
+  std::vector<Allocation*> released;
+  for (MoveStep& step : job.steps) {
+    Chunk& chunk = *step.chunk;
+    chunk.moving = false;
+    switch (step.kind) {
+      case MoveStep::Kind::kEvict:
+        if (!step.remapped) {
+          // Nothing changed for this chunk; give back what the plan took for it.
+          if (step.copy) host_pool_->Give(step.target);
+          break;
+        }
+        policy_->OnLeave(&chunk);
+        // Its device chunk goes to a fetch of this job (donor) or back to the pool.
+        {
+          bool donated = false;
+          for (const MoveStep& other : job.steps) {
+            donated = donated || (other.donor >= 0 && job.steps[other.donor].chunk == &chunk);
+          }
+          if (!donated) device_pool_->Give(chunk.device);
+        }
+        chunk.device = PhysicalChunk{};
+        chunk.host = step.target;
+        chunk.host_copy_valid = false;
+        chunk.tier = Tier::kHost;
+        stats_.device_bytes -= chunk_bytes;
+        stats_.host_bytes += chunk_bytes;
+        ++stats_.evictions;
+        break;
+      case MoveStep::Kind::kFetch: {
+        bool donor_moved = step.donor < 0 || job.steps[step.donor].remapped;
+        if (!step.remapped) {
+          // A donated chunk whose eviction did not happen still belongs to its donor.
+          if (donor_moved) device_pool_->Give(step.target);
+          break;
+        }
+        chunk.device = step.target;
+        chunk.tier = Tier::kDevice;
+        if (chunk.allocation->clean_after_fetch()) {
+          chunk.host_copy_valid = true;  // the host copy stays: evicting it is a remap
+        } else {
+          host_pool_->Give(chunk.host);
+          chunk.host = PhysicalChunk{};
+          chunk.host_copy_valid = false;
+        }
+        policy_->OnResident(&chunk);
+        stats_.host_bytes -= chunk_bytes;
+        stats_.device_bytes += chunk_bytes;
+        ++(step.reason == FetchReasonTag::kOnDemand ? stats_.fetches_on_demand
+                                                     : stats_.fetches_prefetched);
+        break;
+      }
+      case MoveStep::Kind::kRelease:
+        if (!step.remapped) {
+          // The range could not be unmapped safely: leak it rather than hand memory a
+          // stream may still use to someone else.
+          break;
+        }
+        if (chunk.tier == Tier::kDevice) {
+          device_pool_->Give(chunk.device);
+          stats_.device_bytes -= chunk_bytes;
+        }
+        if (chunk.tier == Tier::kHost || chunk.host_copy_valid) host_pool_->Give(chunk.host);
+        if (chunk.tier == Tier::kHost) stats_.host_bytes -= chunk_bytes;
+        if (released.empty() || released.back() != chunk.allocation) {
+          released.push_back(chunk.allocation);
+        }
+        break;
+    }
+  }
+  NoteDeviceUse();
+  stats_.h2d_bytes += job.bytes_h2d;
+  stats_.d2h_bytes += job.bytes_d2h;
+  stats_.stall_ns += static_cast<uint64_t>(job.done_ns - job.submit_ns);
+  ++stats_.moves;
+  for (Allocation* allocation : released) {
+    Driver().cuMemAddressFree(allocation->base, allocation->reserved);
+    delete allocation;
+  }
+  last_move_status_ = status;
+}
+
+absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,
+                               FetchReason reason) {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(address);
+  if (!hit) {
+    return absl::NotFoundError(absl::StrCat("0x", absl::Hex(address), " is not managed"));
+  }
+  Allocation* allocation = hit->allocation;
+  if (bytes == 0 || address + bytes > allocation->base + allocation->size) {
+    return absl::InvalidArgumentError("range is empty or runs past the end of the allocation");
+  }
+  if (tier == Tier::kNvme) {
+    return absl::UnimplementedError("the NVMe tier is not available in this build yet");
+  }
+  size_t first = (address - allocation->base) / config_.chunk_bytes;
+  size_t last = (address + bytes - 1 - allocation->base) / config_.chunk_bytes;
+  WaitIdle(allocation, first, last);
+  if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+  Plan plan;
+  plan.streams.insert(stream);
+  absl::Status status;
+  for (size_t i = first; i <= last && status.ok(); ++i) {
+    Chunk* chunk = &allocation->chunks[i];
+    if (tier == Tier::kDevice && chunk->tier != Tier::kDevice) {
+      status = PlanFetch(chunk, plan);
+      if (status.ok()) plan.steps.back().reason = reason;
+    } else if (tier == Tier::kHost && chunk->tier == Tier::kDevice) {
+      if (chunk->allocation->advice & kAdvicePin) {
+        status = absl::FailedPreconditionError("cannot evict a PIN allocation");
+      } else {
+        status = PlanEvict(chunk, plan);
+      }
+    }
+  }
+  if (!status.ok()) {
+    UndoPlan(plan);
+    return status;
+  }
+  for (size_t i = first; i <= last; ++i) Touch(allocation->chunks[i], stream);
+  return SubmitPlan(plan, stream);
+}
+
+void Manager::Drain() { mover_->WaitForAll(); }
+
+absl::StatusOr<std::vector<Tier>> Manager::Placement(CUdeviceptr address, size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(address);
+  if (!hit) return absl::NotFoundError("not managed");
+  Allocation* allocation = hit->allocation;
+  size_t first = (address - allocation->base) / config_.chunk_bytes;
+  size_t last = (address + std::max<size_t>(bytes, 1) - 1 - allocation->base) / config_.chunk_bytes;
+  last = std::min(last, allocation->chunks.size() - 1);
+  std::vector<Tier> tiers;
+  for (size_t i = first; i <= last; ++i) tiers.push_back(allocation->chunks[i].tier);
+  return tiers;
+}
+
+bool Manager::Owns(CUdeviceptr address) const { return map_.Find(address).has_value(); }
+
+absl::Status Manager::LastMoveStatus() {
+  absl::MutexLock lock(&mu_);
+  return last_move_status_;
+}
+
+ManagerStats Manager::Stats() {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace spillway

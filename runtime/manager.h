@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The tiered memory manager: managed allocations behind stable pointers, their chunks
+// placed in HBM, host memory (and NVMe), moved on request and under pressure.
+//
+// Every managed allocation is a VA reservation cut into chunks (chunk.h). A chunk is
+// always mapped to device or host-located physical memory — the GPU can read and write
+// it wherever it is — except chunks of guarded allocations, which may live on NVMe with
+// their range unmapped (architecture.md: "The invariant").
+//
+// Moves are planned here and executed by the Mover, ordered after the application's work
+// on the streams that may use the chunks and before their later work (mover.h). Which
+// streams may use a chunk: the stream of the last call that named it (allocation,
+// prefetch, evict, launch). C API contract (docs/c-api.md): use a managed range only on
+// the stream you last named for it, or synchronise before switching streams.
+//
+// Capacity: device chunks come from a pool capped by SPILLWAY_HBM_LIMIT (and the device),
+// host chunks from one capped by SPILLWAY_HOST_LIMIT. New allocations go to HBM while the
+// device pool has room, else to host memory; a prefetch to HBM evicts victims the policy
+// picks (never PIN chunks, never chunks being moved).
+//
+// Thread safety: all public methods are thread-safe. Lock order: Manager::mu_ before the
+// Mover's and the pools' mutexes. No method blocks on device work while holding mu_.
+#ifndef SPILLWAY_RUNTIME_MANAGER_H_
+#define SPILLWAY_RUNTIME_MANAGER_H_
+
+#include <cuda.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "runtime/allocation_map.h"
+#include "runtime/chunk.h"
+#include "runtime/mover.h"
+#include "runtime/physical_pool.h"
+#include "runtime/policy.h"
+
+namespace spillway {
+
+struct ManagerConfig {
+  int device = 0;
+  size_t chunk_bytes = size_t{2} << 20;  // a multiple of the mapping granularity
+  size_t hbm_limit_bytes = 0;            // capped at the device's memory
+  size_t host_limit_bytes = 0;
+  std::string policy = "lru";
+};
+
+struct ManagerStats {
+  uint64_t allocations = 0;        // live managed allocations
+  uint64_t allocated_bytes = 0;    // their sizes, as asked for
+  uint64_t device_bytes = 0;       // managed bytes resident per tier (whole chunks)
+  uint64_t host_bytes = 0;
+  uint64_t nvme_bytes = 0;
+  uint64_t peak_device_bytes = 0;  // HBM the manager has held at most
+  uint64_t h2d_bytes = 0;          // bytes moved, per link and direction
+  uint64_t d2h_bytes = 0;
+  uint64_t nvme_read_bytes = 0;
+  uint64_t nvme_write_bytes = 0;
+  uint64_t fetches_on_demand = 0;  // chunks fetched because a launch needed them
+  uint64_t fetches_prefetched = 0; // chunks fetched ahead of need
+  uint64_t evictions = 0;          // chunks that left HBM
+  uint64_t spills = 0;             // chunks written to NVMe
+  uint64_t stall_ns = 0;           // time application streams were held for moves
+  uint64_t moves = 0;              // move jobs completed
+};
+
+using FetchReason = FetchReasonTag;
+
+class Manager {
+ public:
+  // REQUIRES: the driver table is loaded and cuInit done; a context current on the
+  // calling thread (or the device's primary context is used).
+  static absl::StatusOr<std::unique_ptr<Manager>> Create(const ManagerConfig& config);
+  ~Manager();  // waits for moves in flight; frees what is still allocated
+
+  // A managed allocation of `bytes`, usable by `stream` at once. Its chunks start in HBM
+  // while the device pool has room, else in host memory. ResourceExhausted when neither
+  // tier can hold it.
+  absl::StatusOr<CUdeviceptr> Allocate(size_t bytes, CUstream stream, uint32_t advice = 0);
+  // Frees an allocation once `stream`'s work queued so far (and its other users') is
+  // done. NotFound for a pointer that is not the base of a live managed allocation
+  // (including a second free).
+  absl::Status Free(CUdeviceptr base, CUstream stream);
+  // Sets (or clears) advice bits on every chunk of the allocation containing `address`.
+  absl::Status Advise(CUdeviceptr address, size_t bytes, uint32_t advice, bool set);
+  // Moves the chunks overlapping [address, address+bytes) to `tier`, ordered after the
+  // work queued on `stream`; later work on `stream` sees them there.
+  absl::Status Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,
+                        FetchReason reason = FetchReason::kPrefetch);
+  // Blocks until every move submitted so far is done.
+  void Drain();
+
+  // Where each chunk of the range is (for tests and tools), in order.
+  absl::StatusOr<std::vector<Tier>> Placement(CUdeviceptr address, size_t bytes);
+  bool Owns(CUdeviceptr address) const;
+  ManagerStats Stats();
+  // The outcome of the latest move (a failed copy or remap leaves chunks where they were).
+  absl::Status LastMoveStatus();
+
+  size_t chunk_bytes() const { return config_.chunk_bytes; }
+  size_t hbm_limit_bytes() const { return config_.hbm_limit_bytes; }
+  const char* policy_name() const { return policy_->name(); }
+
+ private:
+  explicit Manager(const ManagerConfig& config) : config_(config) {}
+
+  struct Plan;
+  absl::Status PlanFetch(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PlanEvict(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submits a planned job; its chunks are marked moving until it commits.
+  absl::Status SubmitPlan(Plan& plan, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Commit(MoveJob& job, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  void UndoPlan(Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits (without mu_) until no chunk of `allocation` in [first, last] is moving.
+  void WaitIdle(Allocation* allocation, size_t first, size_t last)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MapChunk(CUdeviceptr address, const PhysicalChunk& physical);
+  void Touch(Chunk& chunk, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteDeviceUse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseAllocation(Allocation* allocation) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const ManagerConfig config_;
+  std::unique_ptr<PhysicalPool> device_pool_;
+  std::unique_ptr<PhysicalPool> host_pool_;
+  std::unique_ptr<Mover> mover_;
+
+  mutable absl::Mutex mu_;
+  AllocationMap map_;  // internally synchronised; also read without mu_ (Owns)
+  std::unique_ptr<Policy> policy_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<Allocation*> allocations_ ABSL_GUARDED_BY(mu_);
+  ManagerStats stats_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_move_status_ ABSL_GUARDED_BY(mu_);  // of the latest move job
+};
+
+}  // namespace spillway
+
+#endif  // SPILLWAY_RUNTIME_MANAGER_H_

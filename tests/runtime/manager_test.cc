@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The tiered manager on simcuda: data survives every move byte for byte, HBM use stays
+// under the limit, and no kernel ever touches an unbacked range (simcuda would turn that
+// into CUDA_ERROR_ILLEGAL_ADDRESS, failing every later call).
+#include "runtime/manager.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "runtime_test_util.h"
+
+namespace spillway {
+namespace {
+
+using ::spillway::testing::Pattern;
+using ::spillway::testing::StartSimulatedDevice;
+using ::spillway::testing::TestKernels;
+using ::testing::Each;
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kChunk = 2 * kMiB;
+
+class ManagerTest : public ::testing::Test {
+ protected:
+  // A 64 MiB device, 32 MiB of it for managed data, 512 MiB of host tier.
+  void SetUp() override {
+    StartSimulatedDevice("64M");
+    kernels_.Load();
+    ManagerConfig config;
+    config.chunk_bytes = kChunk;
+    config.hbm_limit_bytes = 32 * kMiB;
+    config.host_limit_bytes = 512 * kMiB;
+    auto manager = Manager::Create(config);
+    ASSERT_TRUE(manager.ok()) << manager.status();
+    manager_ = std::move(*manager);
+    ASSERT_CU(cuMemAlloc(&mismatches_, sizeof(uint64_t)));
+  }
+  void TearDown() override {
+    manager_.reset();
+    CUresult sticky = cuCtxSynchronize();
+    EXPECT_EQ(sticky, CUDA_SUCCESS) << "the device faulted: a managed range was unbacked";
+  }
+
+  uint64_t Mismatches() {
+    uint64_t value = ~uint64_t{0};
+    EXPECT_CU(cuMemcpyDtoH(&value, mismatches_, sizeof(value)));
+    return value;
+  }
+
+  std::vector<uint32_t> ReadBack(CUdeviceptr address, size_t bytes) {
+    std::vector<uint32_t> words(bytes / 4);
+    EXPECT_CU(cuMemcpyDtoH(words.data(), address, bytes));
+    return words;
+  }
+
+  TestKernels kernels_;
+  std::unique_ptr<Manager> manager_;
+  CUdeviceptr mismatches_ = 0;
+};
+
+TEST_F(ManagerTest, AllocationsFourTimesTheDeviceRoundTripThroughEveryMove) {
+  constexpr size_t kBytes = 64 * kMiB;  // 4 x 64 MiB = 4x the simulated device
+  std::vector<CUdeviceptr> buffers;
+  for (uint32_t i = 0; i < 4; ++i) {
+    auto p = manager_->Allocate(kBytes, nullptr);
+    ASSERT_TRUE(p.ok()) << p.status();
+    buffers.push_back(*p);
+    ASSERT_CU(kernels_.Fill(*p, kBytes / 4, i + 1, nullptr));
+  }
+  ASSERT_CU(cuCtxSynchronize());
+  // Cycle every buffer through HBM twice, modifying it on the device each time.
+  for (int round = 0; round < 2; ++round) {
+    for (uint32_t i = 0; i < 4; ++i) {
+      for (size_t offset = 0; offset < kBytes; offset += 16 * kMiB) {
+        absl::Status s = manager_->Prefetch(buffers[i] + offset, 16 * kMiB, Tier::kDevice, nullptr);
+        ASSERT_TRUE(s.ok()) << s;
+        ASSERT_CU(kernels_.Add(buffers[i] + offset, 16 * kMiB / 4, 1, nullptr));
+        auto tiers = manager_->Placement(buffers[i] + offset, 16 * kMiB);
+        ASSERT_TRUE(tiers.ok());
+      }
+    }
+  }
+  ASSERT_CU(cuCtxSynchronize());
+  ManagerStats stats = manager_->Stats();
+  EXPECT_LE(stats.peak_device_bytes, 32 * kMiB);
+  EXPECT_GT(stats.evictions, 0u);
+  EXPECT_GT(stats.d2h_bytes, 0u);
+  for (uint32_t i = 0; i < 4; ++i) {
+    std::vector<uint32_t> words = ReadBack(buffers[i], kBytes);
+    size_t bad = 0;
+    for (size_t w = 0; w < words.size(); ++w) bad += words[w] != Pattern(i + 1, w) + 2;
+    EXPECT_EQ(bad, 0u) << "buffer " << i;
+  }
+  for (CUdeviceptr p : buffers) EXPECT_TRUE(manager_->Free(p, nullptr).ok());
+}
+
+TEST_F(ManagerTest, PrefetchPlacesAndEvictMovesBack) {
+  auto p = manager_->Allocate(8 * kMiB, nullptr);
+  ASSERT_TRUE(p.ok());
+  ASSERT_CU(kernels_.Fill(*p, 8 * kMiB / 4, 7, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_THAT(*manager_->Placement(*p, 8 * kMiB), Each(Tier::kHost));
+  // A kernel reads it where it is: over the link, never a fault.
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*p, 8 * kMiB / 4, 7, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_THAT(*manager_->Placement(*p, 8 * kMiB), Each(Tier::kDevice));
+  ASSERT_CU(kernels_.Check(*p, 8 * kMiB / 4, 7, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+  ManagerStats stats = manager_->Stats();
+  EXPECT_EQ(stats.d2h_bytes, 8 * kMiB);
+  EXPECT_EQ(stats.h2d_bytes, 8 * kMiB);
+  EXPECT_EQ(stats.fetches_prefetched, 4u);
+}
+
+TEST_F(ManagerTest, CleanWeightsAreEvictedWithoutACopy) {
+  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
+  ASSERT_TRUE(p.ok());
+  EXPECT_THAT(*manager_->Placement(*p, 4 * kMiB), Each(Tier::kHost));  // COLD starts on host
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 3, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  ManagerStats stats = manager_->Stats();
+  EXPECT_EQ(stats.h2d_bytes, 4 * kMiB);
+  EXPECT_EQ(stats.d2h_bytes, 0u) << "weights kept their host copy";
+  EXPECT_EQ(stats.evictions, 2u);
+  std::vector<uint32_t> words = ReadBack(*p, 4 * kMiB);
+  for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(3, w));
+}
+
+TEST_F(ManagerTest, PinnedChunksNeverLeaveHbm) {
+  auto pinned = manager_->Allocate(16 * kMiB, nullptr, kAdvicePin);
+  ASSERT_TRUE(pinned.ok());
+  auto other = manager_->Allocate(64 * kMiB, nullptr);
+  ASSERT_TRUE(other.ok());
+  for (size_t offset = 0; offset < 64 * kMiB; offset += 8 * kMiB) {
+    absl::Status s = manager_->Prefetch(*other + offset, 8 * kMiB, Tier::kDevice, nullptr);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  manager_->Drain();
+  EXPECT_THAT(*manager_->Placement(*pinned, 16 * kMiB), Each(Tier::kDevice));
+  EXPECT_FALSE(manager_->Prefetch(*pinned, kChunk, Tier::kHost, nullptr).ok());
+  // 16 MiB pinned of a 32 MiB limit: more than 16 MiB more cannot be resident at once.
+  absl::Status too_much = manager_->Prefetch(*other, 20 * kMiB, Tier::kDevice, nullptr);
+  EXPECT_EQ(too_much.code(), absl::StatusCode::kResourceExhausted) << too_much;
+}
+
+TEST_F(ManagerTest, BadPointersAndDoubleFreeAreErrorsNotCrashes) {
+  EXPECT_EQ(manager_->Free(0x1234, nullptr).code(), absl::StatusCode::kNotFound);
+  auto p = manager_->Allocate(3 * kMiB, nullptr);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(manager_->Free(*p + 4096, nullptr).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager_->Allocate(0, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(manager_->Free(*p, nullptr).ok());
+  EXPECT_EQ(manager_->Free(*p, nullptr).code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(manager_->Owns(*p));
+}
+
+TEST_F(ManagerTest, OutOfEveryTierIsAClearErrorAndLosesNothing) {
+  auto keep = manager_->Allocate(16 * kMiB, nullptr);
+  ASSERT_TRUE(keep.ok());
+  ASSERT_CU(kernels_.Fill(*keep, 16 * kMiB / 4, 9, nullptr));
+  // 32 MiB HBM + 512 MiB host: 600 MiB more cannot be placed.
+  auto huge = manager_->Allocate(600 * kMiB, nullptr);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(huge.status().message()), ::testing::HasSubstr("host limit"));
+  // Everything a failed allocation took was given back: the tiers are usable again.
+  auto fits = manager_->Allocate(400 * kMiB, nullptr);
+  EXPECT_TRUE(fits.ok()) << fits.status();
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*keep, 16 * kMiB / 4, 9, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// Many allocations of random sizes, moved at random by threads on their own streams;
+// contents are checked on the device after every move. Each thread owns its buffers (the
+// C API's contract: a range is used on the stream last named for it).
+TEST_F(ManagerTest, RandomisedStressKeepsEveryByteAndNeverFaults) {
+  constexpr int kThreads = 3;
+  constexpr int kSteps = 60;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  CUcontext ctx = nullptr;
+  ASSERT_CU(cuCtxGetCurrent(&ctx));
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      cuCtxSetCurrent(ctx);
+      CUstream stream = nullptr;
+      cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING);
+      CUdeviceptr counter = 0;
+      cuMemAlloc(&counter, sizeof(uint64_t));
+      cuMemsetD8Async(counter, 0, sizeof(uint64_t), stream);
+      std::mt19937 rng(1234 + t);
+      struct Buffer {
+        CUdeviceptr p;
+        size_t bytes;
+        uint32_t seed;
+      };
+      std::vector<Buffer> buffers;
+      for (int step = 0; step < kSteps; ++step) {
+        int action = static_cast<int>(rng() % 10);
+        if (buffers.size() < 2 || (action < 2 && buffers.size() < 6)) {
+          size_t bytes = (1 + rng() % 12) * kMiB + (rng() % 4) * 4096;
+          auto p = manager_->Allocate(bytes, stream);
+          if (!p.ok()) continue;  // tiers full right now: not an error
+          uint32_t seed = static_cast<uint32_t>(rng());
+          kernels_.Fill(*p, bytes / 4, seed, stream);
+          buffers.push_back({*p, bytes, seed});
+        } else if (action < 3) {
+          size_t i = rng() % buffers.size();
+          if (!manager_->Free(buffers[i].p, stream).ok()) ++failures;
+          buffers.erase(buffers.begin() + static_cast<long>(i));
+        } else {
+          Buffer& b = buffers[rng() % buffers.size()];
+          size_t offset = (rng() % (b.bytes / 4096)) * 4096;
+          size_t length = std::min<size_t>(b.bytes - offset, (1 + rng() % 8) * kMiB);
+          Tier tier = rng() % 2 ? Tier::kDevice : Tier::kHost;
+          absl::Status s = manager_->Prefetch(b.p + offset, length, tier, stream);
+          if (!s.ok() && s.code() != absl::StatusCode::kResourceExhausted) ++failures;
+          kernels_.Check(b.p, b.bytes / 4, b.seed, counter, stream);
+        }
+      }
+      uint64_t mismatches = ~uint64_t{0};
+      cuStreamSynchronize(stream);
+      cuMemcpyDtoH(&mismatches, counter, sizeof(mismatches));
+      if (mismatches != 0) ++failures;
+      for (Buffer& b : buffers) {
+        if (!manager_->Free(b.p, stream).ok()) ++failures;
+      }
+      cuStreamSynchronize(stream);
+      cuStreamDestroy(stream);
+    });
+  }
+  for (auto& t : threads) t.join();
+  manager_->Drain();
+  EXPECT_EQ(failures.load(), 0);
+  ManagerStats stats = manager_->Stats();
+  EXPECT_LE(stats.peak_device_bytes, 32 * kMiB);
+  EXPECT_EQ(stats.allocations, 0u);
+  EXPECT_EQ(stats.device_bytes + stats.host_bytes, 0u);
+}
+
+}  // namespace
+}  // namespace spillway
