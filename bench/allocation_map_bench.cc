@@ -20,7 +20,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -29,6 +30,9 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -154,10 +158,9 @@ Registry& RegistryOf(World& world) {
 void SetPerLookup(benchmark::State& state, size_t lookups_per_iteration) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * lookups_per_iteration));
   // Seconds per lookup (the console shows e.g. "25n" for 25 ns).
-  state.counters["per_lookup"] =
-      benchmark::Counter(static_cast<double>(lookups_per_iteration),
-                         benchmark::Counter::kIsIterationInvariantRate |
-                             benchmark::Counter::kInvert);
+  state.counters["per_lookup"] = benchmark::Counter(
+      static_cast<double>(lookups_per_iteration),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 template <typename Registry>

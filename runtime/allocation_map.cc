@@ -27,13 +27,12 @@ absl::Status AllocationMap::Insert(uintptr_t base, size_t size, Allocation* allo
     return absl::InvalidArgumentError(absl::StrFormat("empty range at %#x", base));
   }
   if (base > std::numeric_limits<uintptr_t>::max() - size) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("range at %#x of %u bytes ends past the top of the address space", base,
-                        size));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "range at %#x of %u bytes ends past the top of the address space", base, size));
   }
   if (allocation == nullptr) {
-    return absl::InvalidArgumentError(absl::StrFormat("null allocation for %s",
-                                                      DescribeRange(base, size)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("null allocation for %s", DescribeRange(base, size)));
   }
   absl::MutexLock lock(&mutex_);
   // Only two ranges can overlap the new one without also overlapping each other: the first
@@ -69,8 +68,7 @@ std::optional<AllocationMap::Hit> AllocationMap::Find(uintptr_t address) const {
   return FindLocked(address);
 }
 
-size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses,
-                               std::vector<Hit>* out) const {
+size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector<Hit>* out) const {
   out->resize(addresses.size());
   size_t hits = 0;
   absl::ReaderMutexLock lock(&mutex_);

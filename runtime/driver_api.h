@@ -34,6 +34,8 @@ namespace spillway {
   X(cuCtxGetCurrent, 4000)                 \
   X(cuCtxSetCurrent, 4000)                 \
   X(cuCtxGetDevice, 2000)                  \
+  X(cuCtxPushCurrent, 4000)                \
+  X(cuCtxPopCurrent, 4000)                 \
   X(cuMemGetInfo, 3020)                    \
   X(cuMemGetAllocationGranularity, 10020)  \
   X(cuMemAddressReserve, 10020)            \

@@ -78,11 +78,11 @@ inline bool LogEnabled(LogLevel level) {
 
 // SPW_LOG(kInfo, "fetched {} bytes in {} us", bytes, micros): level is an enumerator of
 // spillway::LogLevel without its scope; the rest is an fmt format string and its arguments.
-#define SPW_LOG(level, ...)                                                      \
-  do {                                                                           \
-    if (::spillway::LogEnabled(::spillway::LogLevel::level)) {                   \
-      ::spillway::log_internal::Log(::spillway::LogLevel::level, __VA_ARGS__);   \
-    }                                                                            \
+#define SPW_LOG(level, ...)                                                    \
+  do {                                                                         \
+    if (::spillway::LogEnabled(::spillway::LogLevel::level)) {                 \
+      ::spillway::log_internal::Log(::spillway::LogLevel::level, __VA_ARGS__); \
+    }                                                                          \
   } while (false)
 
 #endif  // SPILLWAY_RUNTIME_LOG_H_

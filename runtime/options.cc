@@ -52,7 +52,9 @@ absl::Status NoPercent() { return absl::InvalidArgumentError("a percentage is no
 
 // This Abseil is built with its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0), so the
 // public std::string_view arguments are converted once, on the way in.
-absl::string_view ToAbsl(std::string_view text) { return absl::string_view(text.data(), text.size()); }
+absl::string_view ToAbsl(std::string_view text) {
+  return absl::string_view(text.data(), text.size());
+}
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -355,7 +357,9 @@ size_t Distance(absl::string_view a, absl::string_view b) {
   return previous[b.size()];
 }
 
-std::string MarkdownCell(absl::string_view text) { return absl::StrReplaceAll(text, {{"|", "\\|"}}); }
+std::string MarkdownCell(absl::string_view text) {
+  return absl::StrReplaceAll(text, {{"|", "\\|"}});
+}
 
 }  // namespace
 
@@ -397,11 +401,10 @@ absl::Status Options::ValidateChunk(size_t granularity) const {
   const uint64_t above = below + granularity;
   const std::string multiple =
       below == 0 ? FormatSize(above) : absl::StrCat(FormatSize(below), " or ", FormatSize(above));
-  return absl::InvalidArgumentError(
-      BadValue(Row(OptionId::kChunk).name, FormatSize(chunk),
-               absl::StrCat("not a multiple of the device's mapping granularity, ",
-                            FormatSize(granularity)),
-               absl::StrCat("a multiple of it such as ", multiple)));
+  return absl::InvalidArgumentError(BadValue(
+      Row(OptionId::kChunk).name, FormatSize(chunk),
+      absl::StrCat("not a multiple of the device's mapping granularity, ", FormatSize(granularity)),
+      absl::StrCat("a multiple of it such as ", multiple)));
 }
 
 absl::StatusOr<Options> LoadOptions(const std::function<const char*(const char*)>& getenv_fn) {

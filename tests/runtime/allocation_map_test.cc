@@ -332,7 +332,9 @@ TEST(AllocationMapTest, ConcurrentReadersAndWriters) {
   for (size_t i = 2; i < threads.size(); ++i) threads[i].join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_GE(map.size(), static_cast<size_t>(kStable));
-  for (int slot = 0; slot < kStable; ++slot) EXPECT_EQ(map.Find(base_of(slot))->allocation, Tag(slot));
+  for (int slot = 0; slot < kStable; ++slot) {
+    EXPECT_EQ(map.Find(base_of(slot))->allocation, Tag(slot));
+  }
 }
 
 }  // namespace

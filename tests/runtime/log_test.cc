@@ -173,8 +173,8 @@ TEST(LogFileTest, LinesFromManyThreadsStayWhole) {
     int index = -1;
     const std::string expected_prefix = Prefix("INFO") + "thread ";
     ASSERT_TRUE(absl::StartsWith(line, expected_prefix)) << line;
-    ASSERT_EQ(std::sscanf(std::string(line.substr(expected_prefix.size())).c_str(),
-                          "%d line %d", &thread, &index),
+    ASSERT_EQ(std::sscanf(std::string(line.substr(expected_prefix.size())).c_str(), "%d line %d",
+                          &thread, &index),
               2)
         << line;
     ASSERT_TRUE(thread >= 0 && thread < kThreads) << line;

@@ -261,9 +261,9 @@ TEST(OptionsTest, NvmeSettingsWithoutNvmePathContradict) {
   EXPECT_EQ(ErrorFor({{"SPILLWAY_NVME_LIMIT", "100G"}}),
             "SPILLWAY_NVME_LIMIT=\"100G\": has no effect unless SPILLWAY_NVME_PATH is set; set "
             "both, or neither");
-  EXPECT_THAT(ErrorFor({{"SPILLWAY_NVME_QUEUE_DEPTH", "16"}}),
-              AllOf(StartsWith("SPILLWAY_NVME_QUEUE_DEPTH=\"16\": "),
-                    HasSubstr("SPILLWAY_NVME_PATH")));
+  EXPECT_THAT(
+      ErrorFor({{"SPILLWAY_NVME_QUEUE_DEPTH", "16"}}),
+      AllOf(StartsWith("SPILLWAY_NVME_QUEUE_DEPTH=\"16\": "), HasSubstr("SPILLWAY_NVME_PATH")));
   // An empty path is unset, so it does not satisfy the need either.
   EXPECT_THAT(ErrorFor({{"SPILLWAY_NVME_LIMIT", "100G"}, {"SPILLWAY_NVME_PATH", ""}}),
               HasSubstr("has no effect unless SPILLWAY_NVME_PATH is set"));
