@@ -47,7 +47,9 @@ constexpr uintptr_t kGranule = uintptr_t{2} << 20;
 constexpr size_t kQueries = size_t{1} << 16;  // a power of two, cycled through
 constexpr size_t kLaunchWords = 16;
 
-Allocation* Tag(size_t n) { return reinterpret_cast<Allocation*>(0x1000 + 16 * n); }
+// The registries never dereference an Allocation*, so any distinct pointers will do.
+char tags[kAllocations];
+Allocation* Tag(size_t n) { return reinterpret_cast<Allocation*>(&tags[n]); }
 
 // The baseline: the same lookup over a std::map, behind the same reader lock.
 class StdMapRegistry {

@@ -10,11 +10,13 @@
 // Each run starts from a fresh file for both: the store opens a new spill file and
 // allocates (fallocates) the extent before the clock starts; fio lays out a new file before
 // its clock starts. Both then write into preallocated blocks and read back what they wrote,
-// with O_DIRECT through io_uring. Phases alternate store/fio (write, write, read, read).
+// with O_DIRECT through io_uring. Phases alternate store/fio (write, write, read, read),
+// with fio going first in odd runs.
 // Medians say what is typical and the best runs what each can reach: on a noisy (shared,
 // virtual) disk compare both.
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -202,11 +204,26 @@ struct StoreInfo {
   std::string registration = "off";
 };
 
+// Throughput, and CPU time per GiB moved: the second is what the software costs, and is
+// far less noisy than throughput on a shared or virtual disk.
+struct Measurement {
+  double bytes_per_s = 0;
+  double cpu_s_per_gib = 0;
+};
+
+double CpuSeconds() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  auto s = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+  return s(usage.ru_utime) + s(usage.ru_stime);
+}
+
 // Streams `flags.bytes` through the store in segments, keeping two segment transfers in
 // flight so the request queue never drains between them.
-absl::StatusOr<double> TimeStore(NvmeStore& store, const Extent& extent, bool write,
+absl::StatusOr<Measurement> TimeStore(NvmeStore& store, const Extent& extent, bool write,
                                  char* const buffers[2], const Flags& flags) {
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = CpuSeconds();
   std::vector<NvmeStore::Ticket> in_flight;
   uint64_t done = 0;
   for (uint64_t offset = 0, k = 0; offset < flags.bytes; offset += flags.segment, ++k) {
@@ -224,7 +241,9 @@ absl::StatusOr<double> TimeStore(NvmeStore& store, const Extent& extent, bool wr
   for (auto& t : in_flight) {
     if (absl::Status s = store.Wait(std::move(t)); !s.ok()) return s;
   }
-  return static_cast<double>(done) / Seconds(std::chrono::steady_clock::now() - start);
+  const double seconds = Seconds(std::chrono::steady_clock::now() - start);
+  return Measurement{static_cast<double>(done) / seconds,
+                     (CpuSeconds() - cpu_start) / (static_cast<double>(done) / (1 << 30))};
 }
 
 // A fresh store with one extent of flags.bytes, allocated (fallocated) before any timing.
@@ -271,6 +290,15 @@ std::string ShellQuote(absl::string_view s) {
 
 bool FioAvailable() { return system("fio --version >/dev/null 2>&1") == 0; }
 
+// The number after the first "key" at or after `from` in fio's JSON.
+std::optional<double> FioNumber(const std::string& json, absl::string_view key, size_t from) {
+  const size_t at = json.find(absl::StrCat("\"", key, "\""), from);
+  if (at == std::string::npos) return std::nullopt;
+  const size_t colon = json.find(':', at);
+  if (colon == std::string::npos) return std::nullopt;
+  return strtod(json.c_str() + colon + 1, nullptr);
+}
+
 // The value of "bw_bytes" in the first JSON object keyed `section` ("read" or "write").
 std::optional<double> FioBandwidth(const std::string& json, absl::string_view section) {
   const std::string key = absl::StrCat("\"", section, "\"");
@@ -281,11 +309,7 @@ std::optional<double> FioBandwidth(const std::string& json, absl::string_view se
     ++p;
     while (p < json.size() && isspace(static_cast<unsigned char>(json[p]))) ++p;
     if (p >= json.size() || json[p] != '{') continue;
-    const size_t bw = json.find("\"bw_bytes\"", p);
-    if (bw == std::string::npos) return std::nullopt;
-    size_t colon = json.find(':', bw);
-    if (colon == std::string::npos) return std::nullopt;
-    return strtod(json.c_str() + colon + 1, nullptr);
+    return FioNumber(json, "bw_bytes", p);
   }
   return std::nullopt;
 }
@@ -297,7 +321,8 @@ std::string FioCommand(const Flags& flags, absl::string_view rw, const std::stri
       rw, rw, flags.block, flags.qd, flags.bytes, ShellQuote(file));
 }
 
-absl::StatusOr<double> RunFio(const Flags& flags, absl::string_view rw, const std::string& file) {
+absl::StatusOr<Measurement> RunFio(const Flags& flags, absl::string_view rw,
+                                   const std::string& file) {
   const std::string command = FioCommand(flags, rw, file);
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return absl::InternalError(absl::StrCat("popen: ", command));
@@ -310,8 +335,15 @@ absl::StatusOr<double> RunFio(const Flags& flags, absl::string_view rw, const st
     return absl::InternalError(absl::StrCat("fio failed (", command, "):\n", output));
   }
   std::optional<double> bw = FioBandwidth(output, rw);
-  if (!bw) return absl::InternalError(absl::StrCat("no bw_bytes for ", rw, " in:\n", output));
-  return *bw;
+  // usr_cpu and sys_cpu are percentages of job_runtime (ms).
+  std::optional<double> runtime_ms = FioNumber(output, "job_runtime", 0);
+  std::optional<double> usr = FioNumber(output, "usr_cpu", 0);
+  std::optional<double> sys = FioNumber(output, "sys_cpu", 0);
+  if (!bw || !runtime_ms || !usr || !sys) {
+    return absl::InternalError(absl::StrCat("cannot parse fio's JSON for ", rw, ":\n", output));
+  }
+  const double cpu_s = (*usr + *sys) / 100 * *runtime_ms / 1000;
+  return Measurement{*bw, cpu_s / (static_cast<double>(flags.bytes) / (1 << 30))};
 }
 
 // --- output ----------------------------------------------------------------------------
@@ -368,9 +400,10 @@ int Main(int argc, char** argv) {
 
   const std::string fio_file = flags.dir + "/spillway-fio.tmp";
   StoreInfo info;
-  // Phases alternate (store write, fio write, store read, fio read) so that each pair is
-  // measured as close together in time as possible: shared and virtual disks drift.
+  // Phases alternate (store write, fio write, store read, fio read; fio first in odd runs)
+  // so that each pair is measured close together in time: shared and virtual disks drift.
   std::vector<double> store_w, store_r, fio_w, fio_r, ratio_w, ratio_r;
+  std::vector<double> store_cpu_w, store_cpu_r, fio_cpu_w, fio_cpu_r;
   auto check = [](const absl::Status& s, const char* what) {
     if (s.ok()) return true;
     fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
@@ -381,15 +414,21 @@ int Main(int argc, char** argv) {
     if (!check(session.status(), "store")) return 1;
     unlink(fio_file.c_str());
     for (bool write : {true, false}) {
-      absl::StatusOr<double> s =
+      // Odd runs put fio first, so that neither side always follows the other.
+      absl::StatusOr<Measurement> f = Measurement{};
+      if (fio && run % 2 == 1) f = RunFio(flags, write ? "write" : "read", fio_file);
+      if (!check(f.status(), "fio")) return 1;
+      absl::StatusOr<Measurement> s =
           TimeStore(*session->store, session->extent, write, buffers, flags);
       if (!check(s.status(), "store")) return 1;
-      (write ? store_w : store_r).push_back(*s);
+      (write ? store_w : store_r).push_back(s->bytes_per_s);
+      (write ? store_cpu_w : store_cpu_r).push_back(s->cpu_s_per_gib);
       if (!fio) continue;
-      absl::StatusOr<double> f = RunFio(flags, write ? "write" : "read", fio_file);
+      if (run % 2 == 0) f = RunFio(flags, write ? "write" : "read", fio_file);
       if (!check(f.status(), "fio")) return 1;
-      (write ? fio_w : fio_r).push_back(*f);
-      (write ? ratio_w : ratio_r).push_back(*s / *f);
+      (write ? fio_w : fio_r).push_back(f->bytes_per_s);
+      (write ? fio_cpu_w : fio_cpu_r).push_back(f->cpu_s_per_gib);
+      (write ? ratio_w : ratio_r).push_back(s->bytes_per_s / f->bytes_per_s);
     }
     unlink(fio_file.c_str());
   }
@@ -403,19 +442,21 @@ int Main(int argc, char** argv) {
          info.alignment_from_statx ? "statx" : "fallback",
          info.tmpfile ? "O_TMPFILE" : "mkstemp+unlink", info.registration.c_str());
   // Median: typical; best: what each can reach (noise only ever slows a run down).
-  printf("%-6s %12s %12s %10s   %12s %12s %10s\n", "", "store MB/s", "fio MB/s", "store/fio",
-         "best store", "best fio", "best/best");
+  printf("%-6s %11s %11s %9s   %11s %11s %9s   %14s %14s\n", "", "store MB/s", "fio MB/s",
+         "store/fio", "best store", "best fio", "best/best", "store CPU s/GiB",
+         "fio CPU s/GiB");
   for (const char* phase : {"write", "read"}) {
     const bool w = phase[0] == 'w';
     const std::vector<double>& st = w ? store_w : store_r;
     const std::vector<double>& fi = w ? fio_w : fio_r;
+    const double st_cpu = Median(w ? store_cpu_w : store_cpu_r);
     if (fio) {
-      printf("%-6s %12.1f %12.1f %10.3f   %12.1f %12.1f %10.3f\n", phase, Median(st) / 1e6,
-             Median(fi) / 1e6, Median(w ? ratio_w : ratio_r), Best(st) / 1e6, Best(fi) / 1e6,
-             Best(st) / Best(fi));
+      printf("%-6s %11.1f %11.1f %9.3f   %11.1f %11.1f %9.3f   %14.4f %14.4f\n", phase,
+             Median(st) / 1e6, Median(fi) / 1e6, Median(w ? ratio_w : ratio_r), Best(st) / 1e6,
+             Best(fi) / 1e6, Best(st) / Best(fi), st_cpu, Median(w ? fio_cpu_w : fio_cpu_r));
     } else {
-      printf("%-6s %12.1f %12s %10s   %12.1f\n", phase, Median(st) / 1e6, "-", "-",
-             Best(st) / 1e6);
+      printf("%-6s %11.1f %11s %9s   %11.1f %11s %9s   %14.4f %14s\n", phase, Median(st) / 1e6,
+             "-", "-", Best(st) / 1e6, "-", "-", st_cpu, "-");
     }
   }
 
@@ -426,11 +467,12 @@ int Main(int argc, char** argv) {
       "  \"registered_buffers\": %s,\n"
       "  \"store\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
       "            \"write_median\": %.0f, \"read_median\": %.0f,\n"
-      "            \"write_best\": %.0f, \"read_best\": %.0f}",
+      "            \"write_best\": %.0f, \"read_best\": %.0f,\n"
+      "            \"write_cpu_s_per_gib\": %.4f, \"read_cpu_s_per_gib\": %.4f}",
       JsonString(flags.dir), JsonString(fs), flags.bytes, flags.block, flags.qd, flags.runs,
       flags.segment, info.alignment, info.alignment_from_statx ? "true" : "false",
       JsonString(info.registration), JsonArray(store_w), JsonArray(store_r), Median(store_w),
-      Median(store_r), Best(store_w), Best(store_r));
+      Median(store_r), Best(store_w), Best(store_r), Median(store_cpu_w), Median(store_cpu_r));
   if (fio) {
     absl::StrAppend(
         &json,
@@ -438,12 +480,13 @@ int Main(int argc, char** argv) {
             ",\n  \"fio\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
             "          \"write_median\": %.0f, \"read_median\": %.0f,\n"
             "          \"write_best\": %.0f, \"read_best\": %.0f,\n"
+            "          \"write_cpu_s_per_gib\": %.4f, \"read_cpu_s_per_gib\": %.4f,\n"
             "          \"command\": %s},\n"
             "  \"ratio_store_over_fio\": {\"write\": %.4f, \"read\": %.4f,\n"
             "                           \"per_run_write\": [%s], \"per_run_read\": [%s],\n"
             "                           \"best_write\": %.4f, \"best_read\": %.4f}",
             JsonArray(fio_w), JsonArray(fio_r), Median(fio_w), Median(fio_r), Best(fio_w),
-            Best(fio_r), JsonString(FioCommand(flags, "<write|read>", fio_file)),
+            Best(fio_r), Median(fio_cpu_w), Median(fio_cpu_r), JsonString(FioCommand(flags, "<write|read>", fio_file)),
             Median(ratio_w), Median(ratio_r), absl::StrJoin(ratio_w, ", ", RatioFormatter()),
             absl::StrJoin(ratio_r, ", ", RatioFormatter()), Best(store_w) / Best(fio_w),
             Best(store_r) / Best(fio_r)));

@@ -20,6 +20,7 @@
 #include <optional>
 #include <vector>
 
+#include "runtime/extent_allocator.h"
 #include "runtime/physical_pool.h"
 
 namespace spillway {
@@ -38,11 +39,6 @@ enum Advice : uint32_t {
                                 // the chunk may leave mapped memory (NVMe)
 };
 
-struct NvmeExtentRef {
-  uint64_t offset = 0;
-  uint64_t bytes = 0;
-};
-
 struct Allocation;
 
 struct Chunk {
@@ -52,7 +48,11 @@ struct Chunk {
   PhysicalChunk device;     // valid in tier DEVICE
   PhysicalChunk host;       // valid in tier HOST, or a clean copy kept in tier DEVICE
   bool host_copy_valid = false;            // `host` holds the same bytes as `device`
-  std::optional<NvmeExtentRef> nvme;       // a copy on NVMe (valid in tier NVME)
+  // Space on NVMe. Holds the chunk's bytes in tier NVME, and a clean copy in other tiers
+  // when nvme_copy_valid (read-mostly data read back from NVMe keeps it: re-spilling it is
+  // free). A fresh chunk of a guarded allocation placed on NVMe has no extent yet.
+  std::optional<Extent> nvme;
+  bool nvme_copy_valid = false;
   bool moving = false;                     // a move job owns this chunk
   uint64_t last_use = 0;                   // policy clock of the last touch
   CUstream last_stream = nullptr;          // the stream the application last used it on

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/driver_api.h"
+#include "runtime/log.h"
 
 namespace spillway {
 
@@ -37,6 +38,7 @@ struct Manager::Plan {
   absl::flat_hash_set<CUstream> streams;
   std::vector<PhysicalChunk> taken_device;
   std::vector<PhysicalChunk> taken_host;
+  std::vector<Extent> taken_extents;
   std::vector<Chunk*> claimed;  // chunks marked moving by this plan
 };
 
@@ -88,7 +90,17 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
                                         config.chunk_bytes, config.host_limit_bytes);
   if (!host_pool.ok()) return host_pool.status();
   manager->host_pool_ = std::move(*host_pool);
-  auto mover = Mover::Create(config.device, config.chunk_bytes);
+  if (!config.nvme_directory.empty()) {
+    NvmeStoreConfig nvme;
+    nvme.directory = config.nvme_directory;
+    nvme.limit_bytes = config.nvme_limit_bytes;
+    nvme.queue_depth = config.nvme_queue_depth;
+    nvme.request_bytes = std::min<size_t>(config.chunk_bytes, size_t{1} << 20);
+    auto store = NvmeStore::Open(nvme);
+    if (!store.ok()) return store.status();
+    manager->nvme_ = std::move(*store);
+  }
+  auto mover = Mover::Create(config.device, config.chunk_bytes, manager->nvme_.get());
   if (!mover.ok()) return mover.status();
   manager->mover_ = std::move(*mover);
   return manager;
@@ -102,7 +114,7 @@ Manager::~Manager() {
   }
   for (Allocation* allocation : left) Free(allocation->base, nullptr).IgnoreError();
   Drain();
-  mover_.reset();  // before the pools: it may still hold chunks of theirs
+  mover_.reset();  // before the pools and the store: it uses both
 }
 
 absl::Status Manager::MapChunk(CUdeviceptr address, const PhysicalChunk& physical) {
@@ -157,6 +169,12 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
       physical = host_pool_->Take();
       chunk.tier = Tier::kHost;
     }
+    if (!physical.ok() && (advice & kAdviceGuarded) && nvme_ && !(advice & kAdvicePin)) {
+      // Guarded data is only touched after a prefetch: it may start unmapped, on NVMe,
+      // with no bytes yet (like any fresh allocation, its contents are undefined).
+      chunk.tier = Tier::kNvme;
+      continue;
+    }
     if (!physical.ok()) {
       status = absl::ResourceExhaustedError(absl::StrCat(
           "cannot place ", Bytes(bytes), ": HBM limit (", Bytes(config_.hbm_limit_bytes),
@@ -176,6 +194,7 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
     // Nothing was handed out yet: undo in place.
     for (size_t i = 0; i < mapped; ++i) {
       Chunk& chunk = allocation->chunks[i];
+      if (chunk.tier == Tier::kNvme) continue;
       Driver().cuMemUnmap(chunk.address, chunk_bytes);
       if (chunk.tier == Tier::kDevice) {
         device_pool_->Give(chunk.device);
@@ -190,8 +209,10 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
     if (chunk.tier == Tier::kDevice) {
       policy_->OnResident(&chunk);
       stats_.device_bytes += chunk_bytes;
-    } else {
+    } else if (chunk.tier == Tier::kHost) {
       stats_.host_bytes += chunk_bytes;
+    } else {
+      stats_.nvme_bytes += chunk_bytes;
     }
   }
   NoteDeviceUse();
@@ -263,67 +284,99 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
   return absl::OkStatus();
 }
 
-absl::Status Manager::PlanEvict(Chunk* chunk, Plan& plan) {
+void Manager::Claim(Chunk* chunk, Plan& plan) {
+  chunk->moving = true;
+  plan.claimed.push_back(chunk);
+  plan.streams.insert(chunk->last_stream);
+}
+
+absl::Status Manager::PlanToNvme(Chunk* chunk, Plan& plan) {
+  if (!nvme_) {
+    return absl::FailedPreconditionError("the NVMe tier is off (set SPILLWAY_NVME_PATH)");
+  }
+  if (!chunk->allocation->guarded()) {
+    // Its range would be unmapped while a kernel might still reach it (architecture.md).
+    return absl::FailedPreconditionError(
+        "only guarded allocations may leave mapped memory (advise SPW_ADVICE_GUARDED)");
+  }
   MoveStep step;
-  step.kind = MoveStep::Kind::kEvict;
+  step.kind = MoveStep::Kind::kToNvme;
   step.chunk = chunk;
-  if (chunk->host_copy_valid) {
+  if (chunk->nvme && chunk->nvme_copy_valid) {
+    step.extent = *chunk->nvme;
+    step.copy = false;  // a clean copy is already on NVMe
+  } else {
+    absl::StatusOr<Extent> extent =
+        chunk->nvme ? absl::StatusOr<Extent>(*chunk->nvme) : nvme_->Allocate(config_.chunk_bytes);
+    if (!extent.ok()) return extent.status();
+    if (!chunk->nvme) plan.taken_extents.push_back(*extent);
+    step.extent = *extent;
+  }
+  Claim(chunk, plan);
+  plan.steps.push_back(step);
+  return absl::OkStatus();
+}
+
+absl::Status Manager::PlanToHost(Chunk* chunk, Plan& plan) {
+  MoveStep step;
+  step.kind = MoveStep::Kind::kToHost;
+  step.chunk = chunk;
+  if (chunk->tier == Tier::kDevice && chunk->host_copy_valid) {
     step.target = chunk->host;  // clean: re-pointing the range is the whole eviction
     step.copy = false;
   } else {
     absl::StatusOr<PhysicalChunk> host = host_pool_->Take();
     if (!host.ok()) {
+      // A full host tier is no dead end for guarded data: it can go to NVMe instead.
+      if (chunk->tier == Tier::kDevice && chunk->allocation->guarded() && nvme_) {
+        return PlanToNvme(chunk, plan);
+      }
       return absl::ResourceExhaustedError(absl::StrCat(
-          "no room to evict to: the host tier is full (SPILLWAY_HOST_LIMIT, ",
+          "the host tier is full (SPILLWAY_HOST_LIMIT, ",
           Bytes(uint64_t{host_pool_->limit_chunks()} * config_.chunk_bytes), ")"));
     }
     plan.taken_host.push_back(*host);
     step.target = *host;
+    step.copy = chunk->tier != Tier::kNvme || chunk->nvme.has_value();
   }
-  chunk->moving = true;
-  plan.claimed.push_back(chunk);
-  plan.streams.insert(chunk->last_stream);
+  Claim(chunk, plan);
   plan.steps.push_back(step);
   return absl::OkStatus();
 }
 
-absl::Status Manager::PlanFetch(Chunk* chunk, Plan& plan) {
+absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan) {
   MoveStep step;
-  step.kind = MoveStep::Kind::kFetch;
+  step.kind = MoveStep::Kind::kToDevice;
   step.chunk = chunk;
-  chunk->moving = true;
-  plan.claimed.push_back(chunk);
+  step.reason = reason;
+  step.copy = chunk->tier != Tier::kNvme || chunk->nvme.has_value();
+  Claim(chunk, plan);
   absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
+  auto eligible = [](const Chunk* c) {
+    return c->tier == Tier::kDevice && !c->moving && !(c->allocation->advice & kAdvicePin);
+  };
+  std::vector<Chunk*> victims;
+  if (!device.ok()) victims = policy_->PickVictims(1, eligible);
+  if (!device.ok() && victims.empty() && mover_->pending()) {
+    // Moves in flight hold chunks (leaving or entering HBM) that will be candidates once
+    // they land: let them land. Chunks this plan claimed stay claimed meanwhile.
+    mu_.Unlock();
+    mover_->WaitForAll();
+    mu_.Lock();
+    device = device_pool_->Take();
+    if (!device.ok()) victims = policy_->PickVictims(1, eligible);
+  }
   if (device.ok()) {
     plan.taken_device.push_back(*device);
     step.target = *device;
   } else {
     // HBM is at its limit: the policy names the chunk that makes room.
-    auto eligible = [](const Chunk* c) {
-      return c->tier == Tier::kDevice && !c->moving && !(c->allocation->advice & kAdvicePin);
-    };
-    std::vector<Chunk*> victims = policy_->PickVictims(1, eligible);
-    if (victims.empty() && mover_->pending()) {
-      // Moves in flight hold chunks (leaving or entering HBM) that will be candidates once
-      // they land: let them land. Chunks this plan claimed stay claimed meanwhile.
-      mu_.Unlock();
-      mover_->WaitForAll();
-      mu_.Lock();
-      device = device_pool_->Take();
-      if (device.ok()) {
-        plan.taken_device.push_back(*device);
-        step.target = *device;
-        plan.steps.push_back(step);
-        return absl::OkStatus();
-      }
-      victims = policy_->PickVictims(1, eligible);
-    }
     if (victims.empty()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "HBM limit (", Bytes(config_.hbm_limit_bytes),
           ") reached and every resident chunk is pinned or being moved"));
     }
-    if (absl::Status s = PlanEvict(victims[0], plan); !s.ok()) return s;
+    if (absl::Status s = PlanToHost(victims[0], plan); !s.ok()) return s;
     step.donor = static_cast<int>(plan.steps.size() - 1);
     step.target = victims[0]->device;
   }
@@ -334,6 +387,7 @@ absl::Status Manager::PlanFetch(Chunk* chunk, Plan& plan) {
 void Manager::UndoPlan(Plan& plan) {
   for (const PhysicalChunk& c : plan.taken_device) device_pool_->Give(c);
   for (const PhysicalChunk& c : plan.taken_host) host_pool_->Give(c);
+  for (const Extent& e : plan.taken_extents) nvme_->Free(e).IgnoreError();
   for (Chunk* chunk : plan.claimed) chunk->moving = false;
 }
 
@@ -352,69 +406,95 @@ absl::Status Manager::SubmitPlan(Plan& plan, CUstream stream) {
 void Manager::Commit(MoveJob& job, const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   const size_t chunk_bytes = config_.chunk_bytes;
+  auto tier_bytes = [&](Tier tier) -> uint64_t& {
+    return tier == Tier::kDevice ? stats_.device_bytes
+           : tier == Tier::kHost ? stats_.host_bytes
+                                 : stats_.nvme_bytes;
+  };
+  // Whether a step's device chunk went to a fetch of this job (it must not go back to
+  // the pool then).
+  auto donated = [&](const Chunk* chunk) {
+    for (const MoveStep& other : job.steps) {
+      if (other.donor >= 0 && job.steps[other.donor].chunk == chunk && other.remapped) {
+        return true;
+      }
+    }
+    return false;
+  };
+  // The physical memory a chunk leaves behind when its range points elsewhere.
+  auto leave = [&](Chunk& chunk, Tier to) {
+    if (chunk.tier == Tier::kDevice) {
+      policy_->OnLeave(&chunk);
+      if (!donated(&chunk)) device_pool_->Give(chunk.device);
+      chunk.device = PhysicalChunk{};
+      ++stats_.evictions;
+    }
+    bool keep_host = to == Tier::kDevice && chunk.tier == Tier::kHost &&
+                     chunk.allocation->clean_after_fetch();
+    if ((chunk.tier == Tier::kHost || chunk.host_copy_valid) && !keep_host && to != Tier::kHost) {
+      host_pool_->Give(chunk.host);
+      chunk.host = PhysicalChunk{};
+    }
+    chunk.host_copy_valid = keep_host;
+    // Leaving NVMe: the extent stays only as a clean copy of read-mostly data.
+    if (chunk.tier == Tier::kNvme && chunk.nvme) {
+      if (chunk.allocation->clean_after_fetch()) {
+        chunk.nvme_copy_valid = true;
+      } else {
+        nvme_->Free(*chunk.nvme).IgnoreError();
+        chunk.nvme.reset();
+        chunk.nvme_copy_valid = false;
+      }
+    }
+    tier_bytes(chunk.tier) -= chunk_bytes;
+    tier_bytes(to) += chunk_bytes;
+    chunk.tier = to;
+  };
   std::vector<Allocation*> released;
   for (MoveStep& step : job.steps) {
     Chunk& chunk = *step.chunk;
     chunk.moving = false;
+    if (!step.remapped) {
+      // Nothing changed for this chunk: give back what the plan took for it. A device
+      // chunk donated by an eviction that did not happen still belongs to its donor.
+      bool donor_kept = step.donor >= 0 && !job.steps[step.donor].remapped;
+      if (step.kind == MoveStep::Kind::kToDevice && !donor_kept) device_pool_->Give(step.target);
+      if (step.kind == MoveStep::Kind::kToHost && step.copy) host_pool_->Give(step.target);
+      if (step.kind == MoveStep::Kind::kToNvme && chunk.nvme != step.extent) {
+        nvme_->Free(step.extent).IgnoreError();
+      }
+      continue;
+    }
     switch (step.kind) {
-      case MoveStep::Kind::kEvict:
-        if (!step.remapped) {
-          // Nothing changed for this chunk; give back what the plan took for it.
-          if (step.copy) host_pool_->Give(step.target);
-          break;
-        }
-        policy_->OnLeave(&chunk);
-        // Its device chunk goes to a fetch of this job (donor) or back to the pool.
-        {
-          bool donated = false;
-          for (const MoveStep& other : job.steps) {
-            donated = donated || (other.donor >= 0 && job.steps[other.donor].chunk == &chunk);
-          }
-          if (!donated) device_pool_->Give(chunk.device);
-        }
-        chunk.device = PhysicalChunk{};
+      case MoveStep::Kind::kToHost: {
+        bool clean_remap = chunk.tier == Tier::kDevice && !step.copy;
+        leave(chunk, Tier::kHost);
         chunk.host = step.target;
         chunk.host_copy_valid = false;
-        chunk.tier = Tier::kHost;
-        stats_.device_bytes -= chunk_bytes;
-        stats_.host_bytes += chunk_bytes;
-        ++stats_.evictions;
+        (void)clean_remap;
         break;
-      case MoveStep::Kind::kFetch: {
-        bool donor_moved = step.donor < 0 || job.steps[step.donor].remapped;
-        if (!step.remapped) {
-          // A donated chunk whose eviction did not happen still belongs to its donor.
-          if (donor_moved) device_pool_->Give(step.target);
-          break;
-        }
+      }
+      case MoveStep::Kind::kToDevice:
+        leave(chunk, Tier::kDevice);
         chunk.device = step.target;
-        chunk.tier = Tier::kDevice;
-        if (chunk.allocation->clean_after_fetch()) {
-          chunk.host_copy_valid = true;  // the host copy stays: evicting it is a remap
-        } else {
-          host_pool_->Give(chunk.host);
-          chunk.host = PhysicalChunk{};
-          chunk.host_copy_valid = false;
-        }
         policy_->OnResident(&chunk);
-        stats_.host_bytes -= chunk_bytes;
-        stats_.device_bytes += chunk_bytes;
         ++(step.reason == FetchReasonTag::kOnDemand ? stats_.fetches_on_demand
                                                      : stats_.fetches_prefetched);
         break;
+      case MoveStep::Kind::kToNvme: {
+        bool keep_extent = chunk.nvme.has_value();
+        leave(chunk, Tier::kNvme);
+        chunk.nvme = step.extent;
+        chunk.nvme_copy_valid = false;
+        (void)keep_extent;
+        if (step.copy) ++stats_.spills;
+        break;
       }
       case MoveStep::Kind::kRelease:
-        if (!step.remapped) {
-          // The range could not be unmapped safely: leak it rather than hand memory a
-          // stream may still use to someone else.
-          break;
-        }
-        if (chunk.tier == Tier::kDevice) {
-          device_pool_->Give(chunk.device);
-          stats_.device_bytes -= chunk_bytes;
-        }
+        if (chunk.tier == Tier::kDevice) device_pool_->Give(chunk.device);
         if (chunk.tier == Tier::kHost || chunk.host_copy_valid) host_pool_->Give(chunk.host);
-        if (chunk.tier == Tier::kHost) stats_.host_bytes -= chunk_bytes;
+        if (chunk.nvme) nvme_->Free(*chunk.nvme).IgnoreError();
+        tier_bytes(chunk.tier) -= chunk_bytes;
         if (released.empty() || released.back() != chunk.allocation) {
           released.push_back(chunk.allocation);
         }
@@ -424,6 +504,8 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
   NoteDeviceUse();
   stats_.h2d_bytes += job.bytes_h2d;
   stats_.d2h_bytes += job.bytes_d2h;
+  stats_.nvme_read_bytes += job.bytes_nvme_read;
+  stats_.nvme_write_bytes += job.bytes_nvme_written;
   stats_.stall_ns += static_cast<uint64_t>(job.done_ns - job.submit_ns);
   ++stats_.moves;
   for (Allocation* allocation : released) {
@@ -431,6 +513,8 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
     delete allocation;
   }
   last_move_status_ = status;
+  if (!status.ok()) SPW_LOG(kError, "a move failed; its chunks stay where they were: {}",
+                               std::string(status.message()));
 }
 
 absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,
@@ -444,27 +528,29 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
   if (bytes == 0 || address + bytes > allocation->base + allocation->size) {
     return absl::InvalidArgumentError("range is empty or runs past the end of the allocation");
   }
-  if (tier == Tier::kNvme) {
-    return absl::UnimplementedError("the NVMe tier is not available in this build yet");
-  }
   size_t first = (address - allocation->base) / config_.chunk_bytes;
   size_t last = (address + bytes - 1 - allocation->base) / config_.chunk_bytes;
   WaitIdle(allocation, first, last);
   if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+  if (tier != Tier::kDevice && (allocation->advice & kAdvicePin)) {
+    return absl::FailedPreconditionError("cannot evict a PIN allocation");
+  }
   Plan plan;
   plan.streams.insert(stream);
   absl::Status status;
   for (size_t i = first; i <= last && status.ok(); ++i) {
     Chunk* chunk = &allocation->chunks[i];
-    if (tier == Tier::kDevice && chunk->tier != Tier::kDevice) {
-      status = PlanFetch(chunk, plan);
-      if (status.ok()) plan.steps.back().reason = reason;
-    } else if (tier == Tier::kHost && chunk->tier == Tier::kDevice) {
-      if (chunk->allocation->advice & kAdvicePin) {
-        status = absl::FailedPreconditionError("cannot evict a PIN allocation");
-      } else {
-        status = PlanEvict(chunk, plan);
-      }
+    if (chunk->tier == tier) continue;
+    switch (tier) {
+      case Tier::kDevice:
+        status = PlanToDevice(chunk, reason, plan);
+        break;
+      case Tier::kHost:
+        status = PlanToHost(chunk, plan);
+        break;
+      case Tier::kNvme:
+        status = PlanToNvme(chunk, plan);
+        break;
     }
   }
   if (!status.ok()) {

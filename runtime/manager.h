@@ -39,6 +39,7 @@
 #include "runtime/allocation_map.h"
 #include "runtime/chunk.h"
 #include "runtime/mover.h"
+#include "runtime/nvme_store.h"
 #include "runtime/physical_pool.h"
 #include "runtime/policy.h"
 
@@ -50,6 +51,10 @@ struct ManagerConfig {
   size_t hbm_limit_bytes = 0;            // capped at the device's memory
   size_t host_limit_bytes = 0;
   std::string policy = "lru";
+  // NVMe tier: on when nvme_directory is set.
+  std::string nvme_directory;
+  uint64_t nvme_limit_bytes = 0;
+  unsigned nvme_queue_depth = 8;
 };
 
 struct ManagerStats {
@@ -112,8 +117,12 @@ class Manager {
   explicit Manager(const ManagerConfig& config) : config_(config) {}
 
   struct Plan;
-  absl::Status PlanFetch(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PlanEvict(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Each adds the steps that move `chunk` to a tier (and whatever must move to make room).
+  absl::Status PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PlanToHost(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PlanToNvme(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Claim(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Submits a planned job; its chunks are marked moving until it commits.
   absl::Status SubmitPlan(Plan& plan, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Commit(MoveJob& job, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
@@ -129,6 +138,7 @@ class Manager {
   const ManagerConfig config_;
   std::unique_ptr<PhysicalPool> device_pool_;
   std::unique_ptr<PhysicalPool> host_pool_;
+  std::unique_ptr<NvmeStore> nvme_;  // null without an NVMe tier
   std::unique_ptr<Mover> mover_;
 
   mutable absl::Mutex mu_;

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/mover.h"
 
+#include <sys/mman.h>
+
 #include <chrono>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/driver_api.h"
+#include "runtime/log.h"
 
 namespace spillway {
 
@@ -14,8 +18,9 @@ int64_t NowNs() {
       .count();
 }
 
-absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_bytes) {
-  std::unique_ptr<Mover> mover(new Mover(device, chunk_bytes));
+absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_bytes,
+                                                     NvmeStore* nvme) {
+  std::unique_ptr<Mover> mover(new Mover(device, chunk_bytes, nvme));
   const DriverApi& cu = Driver();
   SPW_CHECK_CU(cu.cuCtxGetCurrent(&mover->context_));
   if (mover->context_ == nullptr) {
@@ -30,8 +35,36 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
                                  CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP));
   mover->gate_ = static_cast<volatile uint32_t*>(gate);
   *mover->gate_ = 0;
+  if (nvme != nullptr) {
+    if (absl::Status s = mover->CreateStaging(); !s.ok()) return s;
+  }
   mover->thread_ = std::thread([m = mover.get()] { m->Run(); });
   return mover;
+}
+
+absl::Status Mover::CreateStaging() {
+  const DriverApi& cu = Driver();
+  std::vector<iovec> buffers;
+  for (int i = 0; i < kStagingBuffers; ++i) {
+    // Anonymous memory, touched, then page-locked: io_uring can register it (memory from
+    // cuMemHostAlloc is device-file backed and was refused by older kernels).
+    void* p = mmap(nullptr, chunk_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) return absl::ResourceExhaustedError("cannot map NVMe staging buffers");
+    std::memset(p, 0, chunk_bytes_);
+    staging_.push_back(p);
+    SPW_CHECK_CU(cu.cuMemHostRegister(p, chunk_bytes_, CU_MEMHOSTREGISTER_PORTABLE));
+    CUevent event = nullptr;
+    SPW_CHECK_CU(cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING));
+    staging_free_.push_back(event);
+    buffers.push_back(iovec{p, chunk_bytes_});
+  }
+  absl::Status registered = nvme_->RegisterBuffers(buffers);
+  if (!registered.ok()) {
+    SPW_LOG(kWarn, "NVMe staging buffers not registered with io_uring ({}); I/O still works",
+            std::string(registered.message()));
+  }
+  return absl::OkStatus();
 }
 
 Mover::~Mover() {
@@ -43,6 +76,11 @@ Mover::~Mover() {
   const DriverApi& cu = Driver();
   if (h2d_ != nullptr) cu.cuStreamDestroy(h2d_);
   if (d2h_ != nullptr) cu.cuStreamDestroy(d2h_);
+  for (CUevent event : staging_free_) cu.cuEventDestroy(event);
+  for (void* p : staging_) {
+    cu.cuMemHostUnregister(p);
+    munmap(p, chunk_bytes_);
+  }
   // The gate is not freed: application streams may still have waits on it queued (all
   // satisfied, but a stream reads the word when it reaches the wait). Freeing it would
   // turn those into illegal-address faults; it is 4 bytes for the life of the process.
@@ -144,34 +182,109 @@ absl::Status Mover::Map(CUdeviceptr address, CUmemGenericAllocationHandle handle
   return absl::OkStatus();
 }
 
+absl::Status Mover::CopyOut(MoveJob& job) {
+  const DriverApi& cu = Driver();
+  std::vector<NvmeStore::Ticket> writes(staging_.size());
+  size_t next = 0;
+  for (const MoveStep& step : job.steps) {
+    const Chunk& chunk = *step.chunk;
+    if (!step.copy || chunk.tier == Tier::kNvme) continue;
+    if (step.kind == MoveStep::Kind::kToHost && chunk.tier == Tier::kDevice) {
+      SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.device.home, chunk_bytes_, d2h_));
+      job.bytes_d2h += chunk_bytes_;
+    } else if (step.kind == MoveStep::Kind::kToNvme) {
+      // Through a staging buffer: the bytes must be in plain host memory for io_uring.
+      size_t b = next++ % staging_.size();
+      if (writes[b].valid()) {
+        if (absl::Status s = nvme_->Wait(std::move(writes[b])); !s.ok()) return s;
+      }
+      CUdeviceptr source = chunk.tier == Tier::kDevice ? chunk.device.home : chunk.host.home;
+      SPW_CHECK_CU(cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source,
+                                    chunk_bytes_, d2h_));
+      SPW_CHECK_CU(cu.cuStreamSynchronize(d2h_));
+      if (chunk.tier == Tier::kDevice) job.bytes_d2h += chunk_bytes_;
+      absl::StatusOr<NvmeStore::Ticket> ticket =
+          nvme_->WriteAsync(step.extent, 0, staging_[b], chunk_bytes_);
+      if (!ticket.ok()) return ticket.status();
+      writes[b] = std::move(*ticket);
+      job.bytes_nvme_written += chunk_bytes_;
+    }
+  }
+  absl::Status status;
+  for (auto& ticket : writes) {
+    if (ticket.valid()) status.Update(nvme_->Wait(std::move(ticket)));
+  }
+  return status;
+}
+
+absl::Status Mover::CopyIn(MoveJob& job) {
+  const DriverApi& cu = Driver();
+  std::vector<MoveStep*> reads;
+  for (MoveStep& step : job.steps) {
+    const Chunk& chunk = *step.chunk;
+    bool into = step.kind == MoveStep::Kind::kToDevice || step.kind == MoveStep::Kind::kToHost;
+    if (!into || !step.copy) continue;
+    if (chunk.tier == Tier::kNvme) {
+      reads.push_back(&step);
+    } else if (step.kind == MoveStep::Kind::kToDevice) {
+      SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
+      job.bytes_h2d += chunk_bytes_;
+    }
+  }
+  if (reads.empty()) return absl::OkStatus();
+  // NVMe -> staging -> target, pipelined: up to kStagingBuffers reads are in flight while
+  // the copies out of the staging buffers already filled run on the H2D stream.
+  const size_t depth = staging_.size();
+  std::vector<NvmeStore::Ticket> tickets(depth);
+  auto start_read = [&](size_t i) -> absl::Status {
+    size_t b = i % depth;
+    SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));  // its last copy is done
+    absl::StatusOr<NvmeStore::Ticket> ticket =
+        nvme_->ReadAsync(*reads[i]->chunk->nvme, 0, staging_[b], chunk_bytes_);
+    if (!ticket.ok()) return ticket.status();
+    tickets[b] = std::move(*ticket);
+    return absl::OkStatus();
+  };
+  absl::Status status;
+  for (size_t i = 0; i < std::min(depth, reads.size()) && status.ok(); ++i) status = start_read(i);
+  for (size_t i = 0; i < reads.size() && status.ok(); ++i) {
+    size_t b = i % depth;
+    status = nvme_->Wait(std::move(tickets[b]));
+    if (!status.ok()) break;
+    job.bytes_nvme_read += chunk_bytes_;
+    const MoveStep& step = *reads[i];
+    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, reinterpret_cast<CUdeviceptr>(staging_[b]),
+                                  chunk_bytes_, h2d_));
+    SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], h2d_));
+    if (step.kind == MoveStep::Kind::kToDevice) job.bytes_h2d += chunk_bytes_;
+    if (i + depth < reads.size()) status = start_read(i + depth);
+  }
+  // Reads still in flight after a failure write into staging buffers: wait them out.
+  for (auto& ticket : tickets) {
+    if (ticket.valid()) nvme_->Wait(std::move(ticket)).IgnoreError();
+  }
+  return status;
+}
+
 absl::Status Mover::Execute(MoveJob& job) {
   const DriverApi& cu = Driver();
   for (CUevent event : job.after) {
     SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, event, 0));
     SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, event, 0));
   }
-  // Phase 1: evictions copy out first; their device chunks may be what fetches reuse.
-  for (const MoveStep& step : job.steps) {
-    if (step.kind != MoveStep::Kind::kEvict || !step.copy) continue;
-    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, step.chunk->device.home, chunk_bytes_, d2h_));
-    job.bytes_d2h += chunk_bytes_;
-  }
+  // Out of HBM first: the chunks it frees may be what fetches of this job copy into.
+  if (absl::Status s = CopyOut(job); !s.ok()) return s;
   // Also the point after which no application stream can be using any chunk of the job.
   SPW_CHECK_CU(cu.cuStreamSynchronize(d2h_));
-  // Phase 2: fetches copy in.
-  for (const MoveStep& step : job.steps) {
-    if (step.kind != MoveStep::Kind::kFetch || !step.copy) continue;
-    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, step.chunk->host.home, chunk_bytes_, h2d_));
-    job.bytes_h2d += chunk_bytes_;
-  }
+  if (absl::Status s = CopyIn(job); !s.ok()) return s;
   SPW_CHECK_CU(cu.cuStreamSynchronize(h2d_));
-  // Phase 3: re-point ranges. Every copy is done and every stream that may touch these
-  // chunks waits at the gate, so the short unmapped window is never observed.
+  // Re-point ranges. Every copy is done and every stream that may touch these chunks
+  // waits at the gate, so the short unmapped window is never observed.
   for (MoveStep& step : job.steps) {
     Chunk& chunk = *step.chunk;
     bool mapped = chunk.tier != Tier::kNvme;
     if (mapped) SPW_CHECK_CU(cu.cuMemUnmap(chunk.address, chunk_bytes_));
-    if (step.kind == MoveStep::Kind::kRelease) {
+    if (step.kind == MoveStep::Kind::kRelease || step.kind == MoveStep::Kind::kToNvme) {
       step.remapped = true;
       continue;
     }

@@ -3,14 +3,16 @@
 // The mover: executes move jobs on the runtime's own copy streams, off the application's
 // threads, without ever leaving a chunk's address unbacked while a stream may use it.
 //
-// A job is planned by the Manager (which chunks go where, with which physical chunks) and
-// handed over with the application streams that may touch its chunks. For each of those
-// streams, Submit records an event (everything the stream has queued so far) and then
-// enqueues a wait on the *gate*: a word in page-locked host memory that the mover bumps
-// when the job is done (cuStreamWaitValue32). The mover thread then
+// A job is planned by the Manager (which chunks go where, into which physical chunks or
+// NVMe extents) and handed over with the application streams that may touch its chunks.
+// For each of those streams, Submit records an event (everything the stream has queued
+// so far) and then enqueues a wait on the *gate*: a word in page-locked host memory that
+// the mover bumps when the job is done (cuStreamWaitValue32). The mover thread then
 //   1. orders its copy streams after those events (cuStreamWaitEvent, no host wait),
-//   2. copies device→host for evictions on the D2H stream, host→device for fetches on
-//      the H2D stream (never on an application stream),
+//   2. copies data out of HBM on the D2H stream (evictions, spills through a staging
+//      buffer to io_uring writes), then into HBM or host memory on the H2D stream
+//      (fetches; NVMe reads into staging buffers overlapped with the copies out of them),
+//      never on an application stream,
 //   3. waits for its own copies, then re-points the chunks' ranges (unmap + map): no
 //      stream can be using them, because every stream that could is held at the gate,
 //      behind work that has finished,
@@ -19,8 +21,8 @@
 // their later work depends on. Jobs complete in submission order, so one monotonic gate
 // serves all of them.
 //
-// Thread safety: Submit and WaitFor may be called from any thread. The commit callback
-// runs on the mover thread, without any mover lock held.
+// Thread safety: Submit and the Wait* methods may be called from any thread. The commit
+// callback runs on the mover thread, without any mover lock held.
 #ifndef SPILLWAY_RUNTIME_MOVER_H_
 #define SPILLWAY_RUNTIME_MOVER_H_
 
@@ -39,31 +41,36 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "runtime/chunk.h"
+#include "runtime/nvme_store.h"
 
 namespace spillway {
 
 enum class FetchReasonTag : uint8_t { kPrefetch, kOnDemand };
 
+// One chunk's move. The source is where the chunk's data is now (chunk->tier, or its NVMe
+// extent); the destination is given by the kind.
 struct MoveStep {
   enum class Kind {
-    kEvict,    // DEVICE -> HOST: copy into `target` unless the host copy is valid, remap
-    kFetch,    // HOST -> DEVICE: copy `chunk->host` into `target`, remap
-    kRelease,  // unmap the chunk's range (the allocation is being freed)
+    kToHost,    // into `target` (a host chunk) from HBM or NVMe; or a remap if clean
+    kToDevice,  // into `target` (an HBM chunk) from host memory or NVMe
+    kToNvme,    // into `extent` from HBM or host memory (unless a clean copy is there)
+    kRelease,   // unmap the chunk's range (the allocation is being freed)
   };
   Kind kind;
   Chunk* chunk = nullptr;
-  PhysicalChunk target;  // the physical chunk the range will point at (evict, fetch)
-  bool copy = true;      // bytes must move (false: a clean copy already exists there)
-  int donor = -1;        // fetch: index of the eviction whose device chunk `target` is
+  PhysicalChunk target;  // kToHost, kToDevice: what the range will point at
+  Extent extent;         // kToNvme: where the bytes go
+  bool copy = true;      // bytes must move (false: a clean copy is already there)
+  int donor = -1;        // kToDevice: index of the step that gives up `target`
   FetchReasonTag reason = FetchReasonTag::kPrefetch;
-  bool remapped = false; // set by the mover once the range points at `target`
+  bool remapped = false;  // set by the mover once the range points at its new backing
 };
 
 struct MoveJob {
   std::vector<MoveStep> steps;
   std::vector<CUstream> streams;  // application streams that may touch the chunks
-  // Called on the mover thread once the steps ran (or failed: `status` says which, and
-  // no range was left unbacked).
+  // Called on the mover thread once the steps ran (or failed: `status` says which; steps
+  // not `remapped` are where they were, and no range was left unbacked).
   std::function<void(MoveJob& job, const absl::Status& status)> commit;
   // Filled by the mover.
   std::vector<CUevent> after;  // one per application stream: its work queued before us
@@ -71,13 +78,17 @@ struct MoveJob {
   uint64_t sequence = 0;
   uint64_t bytes_h2d = 0;
   uint64_t bytes_d2h = 0;
+  uint64_t bytes_nvme_read = 0;
+  uint64_t bytes_nvme_written = 0;
   int64_t submit_ns = 0;
   int64_t done_ns = 0;
 };
 
 class Mover {
  public:
-  static absl::StatusOr<std::unique_ptr<Mover>> Create(int device, size_t chunk_bytes);
+  // `nvme` may be null (no NVMe tier); it must outlive the mover.
+  static absl::StatusOr<std::unique_ptr<Mover>> Create(int device, size_t chunk_bytes,
+                                                       NvmeStore* nvme);
   ~Mover();  // drains every submitted job first
 
   // Hands a job over; returns its sequence number. Streams that are not valid any more
@@ -92,17 +103,28 @@ class Mover {
   bool pending();
 
  private:
-  Mover(int device, size_t chunk_bytes) : device_(device), chunk_bytes_(chunk_bytes) {}
+  static constexpr int kStagingBuffers = 4;
+
+  Mover(int device, size_t chunk_bytes, NvmeStore* nvme)
+      : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}
+  absl::Status CreateStaging();
   void Run();
   absl::Status Execute(MoveJob& job);
+  absl::Status CopyOut(MoveJob& job);
+  absl::Status CopyIn(MoveJob& job);
   absl::Status Map(CUdeviceptr address, CUmemGenericAllocationHandle handle);
 
   const int device_;
   const size_t chunk_bytes_;
+  NvmeStore* const nvme_;
   CUcontext context_ = nullptr;
   CUstream h2d_ = nullptr;
   CUstream d2h_ = nullptr;
   volatile uint32_t* gate_ = nullptr;  // page-locked; streams wait for it to reach a job
+  // Page-locked, io_uring-registered buffers NVMe data passes through, each with the
+  // event of the last copy that reads it (it is reused only after that copy).
+  std::vector<void*> staging_;
+  std::vector<CUevent> staging_free_;
   std::atomic<uint64_t> completed_{0};
 
   absl::Mutex mu_;

@@ -314,16 +314,18 @@ struct OptionRow {
 };
 
 // clang-format off
-#define SPW_OPTION_ROW(id, field, name, kind, default_value, unit, needs, doc)                \
-  OptionRow{                                                                                    \
-      name, &KindTraits<option_kind::kind>::Type, unit, doc, OptionId::needs,                   \
-      [](absl::string_view text, Options* options) {                                             \
-        return Assign<option_kind::kind>(name, text, &options->field);                          \
-      },                                                                                        \
-      [](Options* options) { options->field = default_value; },                                 \
-      [](const Options& options) { return KindTraits<option_kind::kind>::Format(options.field); }, \
-      [](const Options& options) {                                                              \
-        return options.field == option_kind::kind::Value(default_value);                        \
+#define SPW_OPTION_ROW(id, field, name, kind, default_value, unit, needs, doc)                    \
+  OptionRow{                                                                                      \
+      name, &KindTraits<option_kind::kind>::Type, unit, doc, OptionId::needs,                     \
+      [](absl::string_view text, Options* options) {                                              \
+        return Assign<option_kind::kind>(name, text, &options->field);                            \
+      },                                                                                          \
+      [](Options* options) { options->field = default_value; },                                   \
+      [](const Options& options) {                                                                \
+        return KindTraits<option_kind::kind>::Format(options.field);                              \
+      },                                                                                          \
+      [](const Options& options) {                                                                \
+        return options.field == option_kind::kind::Value(default_value);                          \
       }},
 // clang-format on
 
@@ -450,11 +452,11 @@ absl::Status SetOption(std::string_view name_in, std::string_view value_in, Opti
   return row->set(value, options);
 }
 
-std::vector<std::string> UnknownVariables(const char* const* environ) {
+std::vector<std::string> UnknownVariables(const char* const* environment) {
   constexpr absl::string_view kPrefix = "SPILLWAY_";
   std::vector<std::string> warnings;
-  if (environ == nullptr) return warnings;
-  for (const char* const* entry = environ; *entry != nullptr; ++entry) {
+  if (environment == nullptr) return warnings;
+  for (const char* const* entry = environment; *entry != nullptr; ++entry) {
     absl::string_view name(*entry);
     name = name.substr(0, name.find('='));
     if (!absl::StartsWithIgnoreCase(name, kPrefix) || FindRow(name) != nullptr) continue;

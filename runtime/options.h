@@ -45,7 +45,9 @@ class SizeSpec {
   constexpr SizeSpec() = default;  // 0 bytes
   static constexpr SizeSpec Bytes(uint64_t bytes) { return SizeSpec(bytes, false); }
   // REQUIRES: percent <= 100.
-  static constexpr SizeSpec Percent(uint32_t percent) { return SizeSpec(percent * 100, true); }
+  static constexpr SizeSpec Percent(uint32_t percent) {
+    return SizeSpec(uint64_t{percent} * 100, true);
+  }
   // Hundredths of a percent, so 92.5% is PercentHundredths(9250). REQUIRES: <= 10000.
   static constexpr SizeSpec PercentHundredths(uint32_t hundredths) {
     return SizeSpec(hundredths, true);
@@ -113,41 +115,41 @@ struct Policy {
 // number counts (docs); needs: the option that must also be set for this one to mean
 // anything (kNone if none); doc: one line for docs/configuration.md.
 // clang-format off
-#define SPILLWAY_OPTIONS(X)                                                                      \
-  X(kHbmLimit, hbm_limit, "SPILLWAY_HBM_LIMIT", SizeOrPercent, SizeSpec::Percent(90),           \
-    "bytes, or % of device memory", kNone,                                                       \
-    "The most HBM managed data may occupy; what does not fit waits in the host and NVMe "        \
-    "tiers. The rest of the device is left to plain allocations and the CUDA libraries.")        \
-  X(kHostLimit, host_limit, "SPILLWAY_HOST_LIMIT", SizeOrPercent, SizeSpec::Percent(50),        \
-    "bytes, or % of host RAM", kNone,                                                            \
-    "The most pinned host memory the host tier may hold; a percentage is of the host's "         \
-    "physical memory.")                                                                          \
-  X(kNvmePath, nvme_path, "SPILLWAY_NVME_PATH", Path, "", "directory", kNone,                    \
-    "Directory for the NVMe tier's spill files, which are private to the process and leave "     \
-    "nothing behind, even after a crash. The NVMe tier is on when this is set.")                 \
-  X(kNvmeLimit, nvme_limit, "SPILLWAY_NVME_LIMIT", SizeOrPercent, SizeSpec::Percent(50),        \
-    "bytes, or % of the file system's free space", kNvmePath,                                    \
-    "The most the spill files may hold. A percentage is of the space free on the file system "   \
-    "of SPILLWAY_NVME_PATH when the tier starts, so the default never fills the disk.")          \
-  X(kNvmeQueueDepth, nvme_queue_depth, "SPILLWAY_NVME_QUEUE_DEPTH", Count, 8, "requests",      \
-    kNvmePath, "NVMe reads and writes kept in flight at once (io_uring queue depth).")           \
-  X(kChunk, chunk, "SPILLWAY_CHUNK", Size, 2 * kMiB, "bytes", kNone,                            \
-    "The unit data moves between tiers in; a multiple of the device's mapping granularity "      \
-    "(2 MiB on current GPUs), checked when the device is known.")                                \
-  X(kMinBytes, min_bytes, "SPILLWAY_MIN_BYTES", SizeOrZero, 1 * kMiB, "bytes", kNone,           \
-    "Allocations smaller than this stay plain device memory, outside the tiers; 0 manages "      \
-    "every allocation.")                                                                         \
-  X(kPolicy, policy, "SPILLWAY_POLICY", Policy, PolicyKind::kLru, "", kNone,                    \
+#define SPILLWAY_OPTIONS(X)                                                                       \
+  X(kHbmLimit, hbm_limit, "SPILLWAY_HBM_LIMIT", SizeOrPercent, SizeSpec::Percent(90),             \
+    "bytes, or % of device memory", kNone,                                                        \
+    "The most HBM managed data may occupy; what does not fit waits in the host and NVMe "         \
+    "tiers. The rest of the device is left to plain allocations and the CUDA libraries.")         \
+  X(kHostLimit, host_limit, "SPILLWAY_HOST_LIMIT", SizeOrPercent, SizeSpec::Percent(50),          \
+    "bytes, or % of host RAM", kNone,                                                             \
+    "The most pinned host memory the host tier may hold; a percentage is of the host's "          \
+    "physical memory.")                                                                           \
+  X(kNvmePath, nvme_path, "SPILLWAY_NVME_PATH", Path, "", "directory", kNone,                     \
+    "Directory for the NVMe tier's spill files, which are private to the process and leave "      \
+    "nothing behind, even after a crash. The NVMe tier is on when this is set.")                  \
+  X(kNvmeLimit, nvme_limit, "SPILLWAY_NVME_LIMIT", SizeOrPercent, SizeSpec::Percent(50),          \
+    "bytes, or % of the file system's free space", kNvmePath,                                     \
+    "The most the spill files may hold. A percentage is of the space free on the file system "    \
+    "of SPILLWAY_NVME_PATH when the tier starts, so the default never fills the disk.")           \
+  X(kNvmeQueueDepth, nvme_queue_depth, "SPILLWAY_NVME_QUEUE_DEPTH", Count, 8, "requests",         \
+    kNvmePath, "NVMe reads and writes kept in flight at once (io_uring queue depth).")            \
+  X(kChunk, chunk, "SPILLWAY_CHUNK", Size, 2 * kMiB, "bytes", kNone,                              \
+    "The unit data moves between tiers in; a multiple of the device's mapping granularity "       \
+    "(2 MiB on current GPUs), checked when the device is known.")                                 \
+  X(kMinBytes, min_bytes, "SPILLWAY_MIN_BYTES", SizeOrZero, 1 * kMiB, "bytes", kNone,             \
+    "Allocations smaller than this stay plain device memory, outside the tiers; 0 manages "       \
+    "every allocation.")                                                                          \
+  X(kPolicy, policy, "SPILLWAY_POLICY", Policy, PolicyKind::kLru, "", kNone,                      \
     "Eviction policy. `lru` evicts the least recently used chunk. `learned` (Belady's rule on "   \
-    "the launch order the prefetcher learns) is reserved for a later release.")                  \
-  X(kVirtualCapacity, virtual_capacity, "SPILLWAY_VIRTUAL_CAPACITY", Bool, false, "", kNone,     \
+    "the launch order the prefetcher learns) is reserved for a later release.")                   \
+  X(kVirtualCapacity, virtual_capacity, "SPILLWAY_VIRTUAL_CAPACITY", Bool, false, "", kNone,      \
     "1: report SPILLWAY_HBM_LIMIT plus the host tier as the device's memory, so that programs "   \
-    "that size themselves from free memory plan for the tiers.")                                 \
-  X(kLog, log_level, "SPILLWAY_LOG", Level, LogLevel::kWarn, "", kNone,                          \
-    "Log level: lines of this severity and worse are written.")                                  \
-  X(kLogFile, log_file, "SPILLWAY_LOG_FILE", Path, "", "file", kNone,                            \
-    "File log lines are appended to (created if missing); unset: stderr.")                       \
-  X(kStats, stats_path, "SPILLWAY_STATS", Path, "", "file", kNone,                              \
+    "that size themselves from free memory plan for the tiers.")                                  \
+  X(kLog, log_level, "SPILLWAY_LOG", Level, LogLevel::kWarn, "", kNone,                           \
+    "Log level: lines of this severity and worse are written.")                                   \
+  X(kLogFile, log_file, "SPILLWAY_LOG_FILE", Path, "", "file", kNone,                             \
+    "File log lines are appended to (created if missing); unset: stderr.")                        \
+  X(kStats, stats_path, "SPILLWAY_STATS", Path, "", "file", kNone,                                \
     "File the statistics are written to at exit, as JSON; unset: none are written.")
 // clang-format on
 
@@ -184,10 +186,10 @@ absl::StatusOr<Options> LoadOptionsFromEnvironment();
 // Checks against other options (one that needs another) are LoadOptions' alone.
 absl::Status SetOption(std::string_view name, std::string_view value, Options* options);
 
-// One warning per variable in `environ` (a NULL-terminated "NAME=value" array, as the global
+// One warning per variable in `environment` (a NULL-terminated "NAME=value" array, as the global
 // `environ`) that looks like a Spillway option but is none: a name starting with SPILLWAY_ in
 // any case that is not in the table. Each names the nearest option when one is close (a typo).
-std::vector<std::string> UnknownVariables(const char* const* environ);
+std::vector<std::string> UnknownVariables(const char* const* environment);
 
 // The text of docs/configuration.md.
 std::string OptionsMarkdown();

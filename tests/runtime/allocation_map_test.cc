@@ -21,8 +21,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// The map never dereferences an Allocation*, so any distinct values will do as tags.
-Allocation* Tag(uintptr_t n) { return reinterpret_cast<Allocation*>(0x1000 + 16 * n); }
+// The map never dereferences an Allocation*, so any distinct pointers will do as tags.
+char tags[16384];
+Allocation* Tag(size_t n) { return reinterpret_cast<Allocation*>(&tags[n]); }
 
 TEST(AllocationMapTest, Boundaries) {
   AllocationMap map;
@@ -210,7 +211,7 @@ TEST(AllocationMapTest, RandomOperationsMatchBruteForce) {
     if (kind < 3) {
       const uintptr_t base = uniform(0, kSpace);
       const size_t size = uniform(1, 1024);
-      Allocation* const allocation = Tag(static_cast<uintptr_t>(op));
+      Allocation* const allocation = Tag(static_cast<size_t>(op));
       const bool expected = reference.Insert(base, size, allocation);
       const absl::Status status = map.Insert(base, size, allocation);
       ASSERT_EQ(status.ok(), expected) << "op " << op << ": " << status;
@@ -284,6 +285,7 @@ TEST(AllocationMapTest, ConcurrentReadersAndWriters) {
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0};
   std::vector<std::thread> threads;
+  threads.reserve(6);
   for (int w = 0; w < 2; ++w) {
     threads.emplace_back([&, w] {
       std::mt19937 random(w);

@@ -145,6 +145,7 @@ TEST(LogFileTest, LinesFromManyThreadsStayWhole) {
   constexpr int kLines = 500;
   const std::string padding(200, 'p');
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([t, &padding] {
       for (int i = 0; i < kLines; ++i) SPW_LOG(kInfo, "thread {} line {} {}", t, i, padding);

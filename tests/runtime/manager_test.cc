@@ -8,7 +8,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -251,6 +255,113 @@ TEST_F(ManagerTest, RandomisedStressKeepsEveryByteAndNeverFaults) {
   EXPECT_LE(stats.peak_device_bytes, 32 * kMiB);
   EXPECT_EQ(stats.allocations, 0u);
   EXPECT_EQ(stats.device_bytes + stats.host_bytes, 0u);
+}
+
+// The NVMe tier: a spill directory on the real file system, io_uring and O_DIRECT.
+class ManagerNvmeTest : public ManagerTest {
+ protected:
+  void SetUp() override {
+    StartSimulatedDevice("64M");
+    kernels_.Load();
+    char pattern[] = "/tmp/spillway-nvme-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    directory_ = pattern;
+    ASSERT_CU(cuMemAlloc(&mismatches_, sizeof(uint64_t)));
+  }
+  void Start(size_t host_limit, size_t nvme_limit) {
+    ManagerConfig config;
+    config.chunk_bytes = kChunk;
+    config.hbm_limit_bytes = 16 * kMiB;
+    config.host_limit_bytes = host_limit;
+    config.nvme_directory = directory_;
+    config.nvme_limit_bytes = nvme_limit;
+    auto manager = Manager::Create(config);
+    ASSERT_TRUE(manager.ok()) << manager.status();
+    manager_ = std::move(*manager);
+  }
+  void TearDown() override {
+    ManagerTest::TearDown();
+    EXPECT_EQ(rmdir(directory_.c_str()), 0) << "the spill directory must be left empty";
+  }
+  std::string directory_;
+};
+
+TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
+  Start(/*host_limit=*/16 * kMiB, /*nvme_limit=*/512 * kMiB);
+  constexpr size_t kBytes = 64 * kMiB;  // 4 x 64 MiB: 4x the device, 8x HBM + host
+  std::vector<CUdeviceptr> buffers;
+  for (uint32_t i = 0; i < 4; ++i) {
+    auto p = manager_->Allocate(kBytes, nullptr, kAdviceGuarded);
+    ASSERT_TRUE(p.ok()) << p.status();
+    buffers.push_back(*p);
+    // Guarded: bring it in before the device touches it, write it, send it to NVMe.
+    for (size_t offset = 0; offset < kBytes; offset += 8 * kMiB) {
+      absl::Status s = manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr);
+      ASSERT_TRUE(s.ok()) << s;
+      ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, i * 100 + static_cast<uint32_t>(offset >> 20), nullptr));
+      s = manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kNvme, nullptr);
+      ASSERT_TRUE(s.ok()) << s;
+    }
+  }
+  manager_->Drain();
+  ASSERT_CU(cuCtxSynchronize());
+  for (CUdeviceptr p : buffers) EXPECT_THAT(*manager_->Placement(p, kBytes), Each(Tier::kNvme));
+  ManagerStats stats = manager_->Stats();
+  EXPECT_EQ(stats.nvme_bytes, 4 * kBytes);
+  EXPECT_EQ(stats.nvme_write_bytes, 4 * kBytes);
+  EXPECT_LE(stats.peak_device_bytes, 16 * kMiB);
+  // Read everything back through HBM, checking on the device, then on the host.
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  for (uint32_t i = 0; i < 4; ++i) {
+    for (size_t offset = 0; offset < kBytes; offset += 8 * kMiB) {
+      absl::Status s = manager_->Prefetch(buffers[i] + offset, 8 * kMiB, Tier::kDevice, nullptr);
+      ASSERT_TRUE(s.ok()) << s;
+      ASSERT_CU(kernels_.Check(buffers[i] + offset, 8 * kMiB / 4,
+                               i * 100 + static_cast<uint32_t>(offset >> 20), mismatches_, nullptr));
+      s = manager_->Prefetch(buffers[i] + offset, 8 * kMiB, Tier::kHost, nullptr);
+      ASSERT_TRUE(s.ok()) << s;  // host is full: guarded chunks go on to NVMe
+    }
+  }
+  EXPECT_EQ(Mismatches(), 0u);
+  manager_->Drain();
+  stats = manager_->Stats();
+  EXPECT_EQ(stats.nvme_read_bytes, 4 * kBytes);
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  for (CUdeviceptr p : buffers) EXPECT_TRUE(manager_->Free(p, nullptr).ok());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().nvme_bytes, 0u);
+}
+
+TEST_F(ManagerNvmeTest, UnguardedDataNeverLeavesMappedMemory) {
+  Start(64 * kMiB, 64 * kMiB);
+  auto p = manager_->Allocate(4 * kMiB, nullptr);
+  ASSERT_TRUE(p.ok());
+  absl::Status s = manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("guarded"));
+  EXPECT_THAT(*manager_->Placement(*p, 4 * kMiB), Each(Tier::kDevice));
+}
+
+TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
+  Start(/*host_limit=*/8 * kMiB, /*nvme_limit=*/8 * kMiB);
+  auto p = manager_->Allocate(24 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (size_t offset = 0; offset < 24 * kMiB; offset += 8 * kMiB) {
+    ASSERT_TRUE(manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr).ok());
+    ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20), nullptr));
+  }
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kNvme, nullptr).ok());
+  absl::Status full = manager_->Prefetch(*p + 8 * kMiB, 8 * kMiB, Tier::kNvme, nullptr);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  manager_->Drain();
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  for (size_t offset = 0; offset < 24 * kMiB; offset += 8 * kMiB) {
+    absl::Status s = manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr);
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_CU(kernels_.Check(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20),
+                             mismatches_, nullptr));
+  }
+  EXPECT_EQ(Mismatches(), 0u);
 }
 
 }  // namespace
