@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,8 +50,9 @@ struct Flags {
   uint64_t block = kMiB;
   unsigned qd = 8;
   int runs = 3;
-  uint64_t segment = 64 * kMiB;  // bytes per store transfer; two are kept in flight
+  uint64_t segment = 2 * kMiB;  // bytes per store transfer (a chunk, as the mover moves)
   bool register_buffers = true;
+  bool hugepages = false;
   bool fio = true;
   std::string json = "nvme_store_bench.json";
 };
@@ -65,8 +67,11 @@ void PrintUsage(const char* argv0) {
       "  --qd=N          requests in flight: the store's queue_depth, fio's --iodepth "
       "(default 8)\n"
       "  --runs=N        alternating store/fio runs; medians are reported (default 3)\n"
-      "  --segment=SIZE  bytes per store transfer, two in flight (default 64M)\n"
+      "  --segment=SIZE  bytes per store transfer, as many in flight as fill the queue,\n"
+      "                  plus one (default 2M, the mover's chunk)\n"
       "  --no-register   do not register the store's buffers with io_uring\n"
+      "  --hugepages     back the store's buffers with 2 MiB pages (MADV_HUGEPAGE); fio's\n"
+      "                  buffers stay on 4 KiB pages\n"
       "  --no-fio        measure the store alone\n"
       "  --json=PATH     where to write the JSON results (default ./nvme_store_bench.json)\n"
       "  --help          this text\n"
@@ -78,11 +83,20 @@ std::optional<uint64_t> ParseSize(absl::string_view text) {
   uint64_t scale = 1;
   if (!text.empty()) {
     switch (text.back() | 0x20) {
-      case 'k': scale = uint64_t{1} << 10; break;
-      case 'm': scale = uint64_t{1} << 20; break;
-      case 'g': scale = uint64_t{1} << 30; break;
-      case 't': scale = uint64_t{1} << 40; break;
-      default: break;
+      case 'k':
+        scale = uint64_t{1} << 10;
+        break;
+      case 'm':
+        scale = uint64_t{1} << 20;
+        break;
+      case 'g':
+        scale = uint64_t{1} << 30;
+        break;
+      case 't':
+        scale = uint64_t{1} << 40;
+        break;
+      default:
+        break;
     }
     if (scale != 1) text.remove_suffix(1);
   }
@@ -145,6 +159,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       if (ok) flags->json = std::string(*v);
     } else if (name == "--no-register") {
       flags->register_buffers = false;
+    } else if (name == "--hugepages") {
+      flags->hugepages = true;
     } else if (name == "--no-fio") {
       flags->fio = false;
     } else {
@@ -165,18 +181,34 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   return true;
 }
 
+// Transfers kept in flight: enough to fill the queue, plus one so that slots freed while
+// the oldest transfer finishes are refilled at once. Each has its own buffer: like fio's
+// iodepth x bs, the buffers stay few and cache-warm, as the mover's staging buffers do.
+size_t TransfersInFlight(const Flags& flags) {
+  const uint64_t queue_bytes = uint64_t{flags.qd} * flags.block;
+  return static_cast<size_t>((queue_bytes + flags.segment - 1) / flags.segment + 1);
+}
+
 std::string FileSystemName(const std::string& dir) {
   struct statfs fs {};
   if (statfs(dir.c_str(), &fs) != 0) return "unknown";
   switch (static_cast<uint64_t>(fs.f_type)) {
-    case 0xEF53: return "ext4";
-    case 0x58465342: return "xfs";
-    case 0x9123683E: return "btrfs";
-    case 0x01021994: return "tmpfs";
-    case 0x2FC12FC1: return "zfs";
-    case 0x6969: return "nfs";
-    case 0x794C7630: return "overlayfs";
-    default: return absl::StrFormat("0x%x", static_cast<uint64_t>(fs.f_type));
+    case 0xEF53:
+      return "ext4";
+    case 0x58465342:
+      return "xfs";
+    case 0x9123683E:
+      return "btrfs";
+    case 0x01021994:
+      return "tmpfs";
+    case 0x2FC12FC1:
+      return "zfs";
+    case 0x6969:
+      return "nfs";
+    case 0x794C7630:
+      return "overlayfs";
+    default:
+      return absl::StrFormat("0x%x", static_cast<uint64_t>(fs.f_type));
   }
 }
 
@@ -211,30 +243,33 @@ struct Measurement {
   double cpu_s_per_gib = 0;
 };
 
-double CpuSeconds() {
+// CPU time of this process (RUSAGE_SELF) or of its waited-for children (RUSAGE_CHILDREN),
+// all threads included: io_uring's io-wq workers belong to the process they serve.
+double CpuSeconds(int who = RUSAGE_SELF) {
   struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
+  getrusage(who, &usage);
   auto s = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
   return s(usage.ru_utime) + s(usage.ru_stime);
 }
 
-// Streams `flags.bytes` through the store in segments, keeping two segment transfers in
-// flight so the request queue never drains between them.
+// Streams `flags.bytes` through the store in segments, keeping TransfersInFlight() of them
+// in flight so that the request queue never drains between them.
 absl::StatusOr<Measurement> TimeStore(NvmeStore& store, const Extent& extent, bool write,
-                                 char* const buffers[2], const Flags& flags) {
+                                      const std::vector<char*>& buffers, const Flags& flags) {
   const auto start = std::chrono::steady_clock::now();
   const double cpu_start = CpuSeconds();
-  std::vector<NvmeStore::Ticket> in_flight;
+  std::deque<NvmeStore::Ticket> in_flight;
   uint64_t done = 0;
   for (uint64_t offset = 0, k = 0; offset < flags.bytes; offset += flags.segment, ++k) {
     const uint64_t n = std::min(flags.segment, flags.bytes - offset);
-    auto ticket = write ? store.WriteAsync(extent, offset, buffers[k % 2], n)
-                        : store.ReadAsync(extent, offset, buffers[k % 2], n);
+    char* buffer = buffers[k % buffers.size()];
+    auto ticket = write ? store.WriteAsync(extent, offset, buffer, n)
+                        : store.ReadAsync(extent, offset, buffer, n);
     if (!ticket.ok()) return ticket.status();
     in_flight.push_back(*std::move(ticket));
-    if (in_flight.size() == 2) {
+    if (in_flight.size() == buffers.size()) {
       if (absl::Status s = store.Wait(std::move(in_flight.front())); !s.ok()) return s;
-      in_flight.erase(in_flight.begin());
+      in_flight.pop_front();
     }
     done += n;
   }
@@ -252,7 +287,7 @@ struct StoreSession {
   Extent extent;
 };
 
-absl::StatusOr<StoreSession> OpenStore(const Flags& flags, char* const buffers[2],
+absl::StatusOr<StoreSession> OpenStore(const Flags& flags, const std::vector<char*>& buffers,
                                        StoreInfo* info) {
   NvmeStoreConfig config;
   config.directory = flags.dir;
@@ -265,7 +300,8 @@ absl::StatusOr<StoreSession> OpenStore(const Flags& flags, char* const buffers[2
   info->alignment_from_statx = (*store)->alignment_from_statx();
   info->tmpfile = (*store)->uses_o_tmpfile();
   if (flags.register_buffers) {
-    const iovec iov[2] = {{buffers[0], flags.segment}, {buffers[1], flags.segment}};
+    std::vector<iovec> iov;
+    for (char* b : buffers) iov.push_back({b, flags.segment});
     const absl::Status s = (*store)->RegisterBuffers(iov);
     info->registration = s.ok() ? "on" : absl::StrCat("failed: ", s.message());
   }
@@ -290,15 +326,6 @@ std::string ShellQuote(absl::string_view s) {
 
 bool FioAvailable() { return system("fio --version >/dev/null 2>&1") == 0; }
 
-// The number after the first "key" at or after `from` in fio's JSON.
-std::optional<double> FioNumber(const std::string& json, absl::string_view key, size_t from) {
-  const size_t at = json.find(absl::StrCat("\"", key, "\""), from);
-  if (at == std::string::npos) return std::nullopt;
-  const size_t colon = json.find(':', at);
-  if (colon == std::string::npos) return std::nullopt;
-  return strtod(json.c_str() + colon + 1, nullptr);
-}
-
 // The value of "bw_bytes" in the first JSON object keyed `section` ("read" or "write").
 std::optional<double> FioBandwidth(const std::string& json, absl::string_view section) {
   const std::string key = absl::StrCat("\"", section, "\"");
@@ -309,7 +336,11 @@ std::optional<double> FioBandwidth(const std::string& json, absl::string_view se
     ++p;
     while (p < json.size() && isspace(static_cast<unsigned char>(json[p]))) ++p;
     if (p >= json.size() || json[p] != '{') continue;
-    return FioNumber(json, "bw_bytes", p);
+    const size_t bw = json.find("\"bw_bytes\"", p);
+    if (bw == std::string::npos) return std::nullopt;
+    const size_t colon = json.find(':', bw);
+    if (colon == std::string::npos) return std::nullopt;
+    return strtod(json.c_str() + colon + 1, nullptr);
   }
   return std::nullopt;
 }
@@ -324,6 +355,9 @@ std::string FioCommand(const Flags& flags, absl::string_view rw, const std::stri
 absl::StatusOr<Measurement> RunFio(const Flags& flags, absl::string_view rw,
                                    const std::string& file) {
   const std::string command = FioCommand(flags, rw, file);
+  // fio's own usr_cpu/sys_cpu leave out io-wq workers; the child's rusage has them all (and
+  // fio's start-up, a few ms).
+  const double cpu_start = CpuSeconds(RUSAGE_CHILDREN);
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return absl::InternalError(absl::StrCat("popen: ", command));
   std::string output;
@@ -331,27 +365,25 @@ absl::StatusOr<Measurement> RunFio(const Flags& flags, absl::string_view rw,
   size_t n;
   while ((n = fread(chunk, 1, sizeof(chunk), pipe)) > 0) output.append(chunk, n);
   const int status = pclose(pipe);
+  const double cpu_s = CpuSeconds(RUSAGE_CHILDREN) - cpu_start;
   if (status != 0) {
     return absl::InternalError(absl::StrCat("fio failed (", command, "):\n", output));
   }
   std::optional<double> bw = FioBandwidth(output, rw);
-  // usr_cpu and sys_cpu are percentages of job_runtime (ms).
-  std::optional<double> runtime_ms = FioNumber(output, "job_runtime", 0);
-  std::optional<double> usr = FioNumber(output, "usr_cpu", 0);
-  std::optional<double> sys = FioNumber(output, "sys_cpu", 0);
-  if (!bw || !runtime_ms || !usr || !sys) {
+  if (!bw) {
     return absl::InternalError(absl::StrCat("cannot parse fio's JSON for ", rw, ":\n", output));
   }
-  const double cpu_s = (*usr + *sys) / 100 * *runtime_ms / 1000;
   return Measurement{*bw, cpu_s / (static_cast<double>(flags.bytes) / (1 << 30))};
 }
 
 // --- output ----------------------------------------------------------------------------
 
 std::string JsonArray(const std::vector<double>& v) {
-  return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double x) {
-                        absl::StrAppend(out, absl::StrFormat("%.0f", x));
-                      }),
+  return absl::StrCat("[",
+                      absl::StrJoin(v, ", ",
+                                    [](std::string* out, double x) {
+                                      absl::StrAppend(out, absl::StrFormat("%.0f", x));
+                                    }),
                       "]");
 }
 
@@ -385,14 +417,20 @@ int Main(int argc, char** argv) {
   const bool fio = flags.fio && FioAvailable();
   if (flags.fio && !fio) printf("fio is not installed: measuring the store alone\n");
 
-  // Two segment buffers, page-aligned, touched once so page faults stay out of the timing.
-  char* buffers[2];
+  // Segment buffers, page-aligned, touched once so page faults stay out of the timing.
+  // Page size matters more than one would think: a 1 MiB request from scattered 4 KiB pages
+  // is 256 DMA segments, more than a virtio disk takes (max_segments 254 here), so the
+  // block layer splits it; from 2 MiB pages it is one segment.
+  std::vector<char*> buffers(TransfersInFlight(flags));
   for (char*& b : buffers) {
-    void* p = mmap(nullptr, flags.segment, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void* p =
+        mmap(nullptr, flags.segment, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       perror("mmap");
       return 1;
+    }
+    if (flags.hugepages && madvise(p, flags.segment, MADV_HUGEPAGE) != 0) {
+      perror("madvise(MADV_HUGEPAGE)");
     }
     b = static_cast<char*>(p);
     for (uint64_t i = 0; i < flags.segment; i += 4096) b[i] = static_cast<char>(i >> 12);
@@ -434,17 +472,20 @@ int Main(int argc, char** argv) {
   }
 
   const std::string fs = FileSystemName(flags.dir);
-  printf("NVMe store vs fio: %s (%s), %.0f MiB per run, block %.0f KiB, queue depth %u, "
-         "%d runs (median)\n",
-         flags.dir.c_str(), fs.c_str(), flags.bytes / double(kMiB), flags.block / 1024.0,
-         flags.qd, flags.runs);
-  printf("store: direct-I/O alignment %zu (%s), %s, registered buffers %s\n", info.alignment,
-         info.alignment_from_statx ? "statx" : "fallback",
-         info.tmpfile ? "O_TMPFILE" : "mkstemp+unlink", info.registration.c_str());
+  printf(
+      "NVMe store vs fio: %s (%s), %.0f MiB per run, block %.0f KiB, queue depth %u, "
+      "%d runs (median)\n",
+      flags.dir.c_str(), fs.c_str(), flags.bytes / double(kMiB), flags.block / 1024.0, flags.qd,
+      flags.runs);
+  printf("store: direct-I/O alignment %zu (%s), %s, registered buffers %s, %s pages\n",
+         info.alignment, info.alignment_from_statx ? "statx" : "fallback",
+         info.tmpfile ? "O_TMPFILE" : "mkstemp+unlink", info.registration.c_str(),
+         flags.hugepages ? "2 MiB (MADV_HUGEPAGE)" : "4 KiB");
+  printf("store: transfers of %.0f KiB, %zu in flight (fio: requests of %.0f KiB, %u in flight)\n",
+         flags.segment / 1024.0, buffers.size(), flags.block / 1024.0, flags.qd);
   // Median: typical; best: what each can reach (noise only ever slows a run down).
   printf("%-6s %11s %11s %9s   %11s %11s %9s   %14s %14s\n", "", "store MB/s", "fio MB/s",
-         "store/fio", "best store", "best fio", "best/best", "store CPU s/GiB",
-         "fio CPU s/GiB");
+         "store/fio", "best store", "best fio", "best/best", "store CPU s/GiB", "fio CPU s/GiB");
   for (const char* phase : {"write", "read"}) {
     const bool w = phase[0] == 'w';
     const std::vector<double>& st = w ? store_w : store_r;
@@ -455,41 +496,43 @@ int Main(int argc, char** argv) {
              Median(st) / 1e6, Median(fi) / 1e6, Median(w ? ratio_w : ratio_r), Best(st) / 1e6,
              Best(fi) / 1e6, Best(st) / Best(fi), st_cpu, Median(w ? fio_cpu_w : fio_cpu_r));
     } else {
-      printf("%-6s %11.1f %11s %9s   %11.1f %11s %9s   %14.4f %14s\n", phase, Median(st) / 1e6,
-             "-", "-", Best(st) / 1e6, "-", "-", st_cpu, "-");
+      printf("%-6s %11.1f %11s %9s   %11.1f %11s %9s   %14.4f %14s\n", phase, Median(st) / 1e6, "-",
+             "-", Best(st) / 1e6, "-", "-", st_cpu, "-");
     }
   }
 
   std::string json = absl::StrFormat(
       "{\n  \"benchmark\": \"nvme_store\",\n  \"dir\": %s,\n  \"filesystem\": %s,\n"
       "  \"bytes\": %u,\n  \"block\": %u,\n  \"queue_depth\": %u,\n  \"runs\": %d,\n"
-      "  \"segment\": %u,\n  \"alignment\": %u,\n  \"alignment_from_statx\": %s,\n"
-      "  \"registered_buffers\": %s,\n"
+      "  \"segment\": %u,\n  \"transfers_in_flight\": %u,\n  \"alignment\": %u,\n  "
+      "\"alignment_from_statx\": %s,\n"
+      "  \"registered_buffers\": %s,\n  \"hugepages\": %s,\n"
       "  \"store\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
       "            \"write_median\": %.0f, \"read_median\": %.0f,\n"
       "            \"write_best\": %.0f, \"read_best\": %.0f,\n"
       "            \"write_cpu_s_per_gib\": %.4f, \"read_cpu_s_per_gib\": %.4f}",
       JsonString(flags.dir), JsonString(fs), flags.bytes, flags.block, flags.qd, flags.runs,
-      flags.segment, info.alignment, info.alignment_from_statx ? "true" : "false",
-      JsonString(info.registration), JsonArray(store_w), JsonArray(store_r), Median(store_w),
-      Median(store_r), Best(store_w), Best(store_r), Median(store_cpu_w), Median(store_cpu_r));
+      flags.segment, buffers.size(), info.alignment, info.alignment_from_statx ? "true" : "false",
+      JsonString(info.registration), flags.hugepages ? "true" : "false", JsonArray(store_w),
+      JsonArray(store_r), Median(store_w), Median(store_r), Best(store_w), Best(store_r),
+      Median(store_cpu_w), Median(store_cpu_r));
   if (fio) {
     absl::StrAppend(
-        &json,
-        absl::StrFormat(
-            ",\n  \"fio\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
-            "          \"write_median\": %.0f, \"read_median\": %.0f,\n"
-            "          \"write_best\": %.0f, \"read_best\": %.0f,\n"
-            "          \"write_cpu_s_per_gib\": %.4f, \"read_cpu_s_per_gib\": %.4f,\n"
-            "          \"command\": %s},\n"
-            "  \"ratio_store_over_fio\": {\"write\": %.4f, \"read\": %.4f,\n"
-            "                           \"per_run_write\": [%s], \"per_run_read\": [%s],\n"
-            "                           \"best_write\": %.4f, \"best_read\": %.4f}",
-            JsonArray(fio_w), JsonArray(fio_r), Median(fio_w), Median(fio_r), Best(fio_w),
-            Best(fio_r), Median(fio_cpu_w), Median(fio_cpu_r), JsonString(FioCommand(flags, "<write|read>", fio_file)),
-            Median(ratio_w), Median(ratio_r), absl::StrJoin(ratio_w, ", ", RatioFormatter()),
-            absl::StrJoin(ratio_r, ", ", RatioFormatter()), Best(store_w) / Best(fio_w),
-            Best(store_r) / Best(fio_r)));
+        &json, absl::StrFormat(
+                   ",\n  \"fio\": {\"write_bytes_per_s\": %s, \"read_bytes_per_s\": %s,\n"
+                   "          \"write_median\": %.0f, \"read_median\": %.0f,\n"
+                   "          \"write_best\": %.0f, \"read_best\": %.0f,\n"
+                   "          \"write_cpu_s_per_gib\": %.4f, \"read_cpu_s_per_gib\": %.4f,\n"
+                   "          \"command\": %s},\n"
+                   "  \"ratio_store_over_fio\": {\"write\": %.4f, \"read\": %.4f,\n"
+                   "                           \"per_run_write\": [%s], \"per_run_read\": [%s],\n"
+                   "                           \"best_write\": %.4f, \"best_read\": %.4f}",
+                   JsonArray(fio_w), JsonArray(fio_r), Median(fio_w), Median(fio_r), Best(fio_w),
+                   Best(fio_r), Median(fio_cpu_w), Median(fio_cpu_r),
+                   JsonString(FioCommand(flags, "<write|read>", fio_file)), Median(ratio_w),
+                   Median(ratio_r), absl::StrJoin(ratio_w, ", ", RatioFormatter()),
+                   absl::StrJoin(ratio_r, ", ", RatioFormatter()), Best(store_w) / Best(fio_w),
+                   Best(store_r) / Best(fio_r)));
   } else {
     absl::StrAppend(&json, ",\n  \"fio\": null");
   }

@@ -48,6 +48,7 @@ absl::Status AllocationMap::Insert(uintptr_t base, size_t size, Allocation* allo
     }
   }
   ranges_.emplace_hint(next, base, Entry{size, allocation});
+  UpdateBounds();
   return absl::OkStatus();
 }
 
@@ -60,22 +61,29 @@ absl::StatusOr<Allocation*> AllocationMap::Erase(uintptr_t base) {
   }
   Allocation* const allocation = it->second.allocation;
   ranges_.erase(it);
+  UpdateBounds();
   return allocation;
 }
 
 std::optional<AllocationMap::Hit> AllocationMap::Find(uintptr_t address) const {
+  if (!MayHold(address)) return std::nullopt;
   absl::ReaderMutexLock lock(&mutex_);
   return FindLocked(address);
 }
 
 size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector<Hit>* out) const {
-  out->resize(addresses.size());
+  out->assign(addresses.size(), Hit{});
+  size_t candidates = 0;
+  for (const uintptr_t address : addresses) candidates += MayHold(address);
+  if (candidates == 0) return 0;  // a launch with no pointer of ours takes no lock
   size_t hits = 0;
   absl::ReaderMutexLock lock(&mutex_);
   for (size_t i = 0; i < addresses.size(); ++i) {
-    const std::optional<Hit> hit = FindLocked(addresses[i]);
-    (*out)[i] = hit.value_or(Hit{});
-    hits += hit.has_value();
+    if (!MayHold(addresses[i])) continue;
+    if (const std::optional<Hit> hit = FindLocked(addresses[i]); hit.has_value()) {
+      (*out)[i] = *hit;
+      ++hits;
+    }
   }
   return hits;
 }
@@ -86,14 +94,23 @@ size_t AllocationMap::size() const {
 }
 
 std::optional<AllocationMap::Hit> AllocationMap::FindLocked(uintptr_t address) const {
-  if (ranges_.empty() || address < ranges_.begin()->first) return std::nullopt;
-  // Ranges do not overlap, so the last one ends highest: a word past it is no pointer of ours
-  // and costs no descent into the tree.
-  const auto& [last_base, last] = *ranges_.rbegin();
-  if (address >= last_base + last.size) return std::nullopt;  // Insert rules out wrapping
-  const auto it = std::prev(ranges_.upper_bound(address));
+  auto it = ranges_.upper_bound(address);
+  if (it == ranges_.begin()) return std::nullopt;
+  --it;
   if (address - it->first >= it->second.size) return std::nullopt;
   return Hit{it->second.allocation, it->first, it->second.size};
+}
+
+void AllocationMap::UpdateBounds() {
+  if (ranges_.empty()) {
+    lowest_.store(UINTPTR_MAX, std::memory_order_relaxed);
+    highest_end_.store(0, std::memory_order_relaxed);
+    return;
+  }
+  // Ranges do not overlap, so the last one ends highest.
+  const auto& [last_base, last] = *ranges_.rbegin();
+  lowest_.store(ranges_.begin()->first, std::memory_order_relaxed);
+  highest_end_.store(last_base + last.size, std::memory_order_relaxed);
 }
 
 }  // namespace spillway

@@ -3,9 +3,9 @@
 // AllocationMap: the registry of managed allocations, an interval map from each one's device
 // virtual range [base, base + size) to its Allocation. The launch path looks up every argument
 // word of every kernel launch here, so lookups are O(log n) in a B-tree ordered by base (the
-// predecessor of an address is the only range that can hold it), and words that lie outside
-// all ranges (sizes, counts, flags: most of them) are rejected by two compares before any
-// tree search.
+// predecessor of an address is the only range that can hold it), and a word below the lowest
+// range or above the highest (a size, a count, a flag: most argument words) is rejected by
+// two compares against atomics, without taking the lock.
 //
 // Contract: ranges never overlap and are never empty; the map never dereferences an
 // Allocation*, it only stores it. Insert refuses an overlap (FailedPrecondition, naming both
@@ -14,10 +14,14 @@
 //
 // Thread safety: all methods may be called concurrently. Lookups (Find, FindMany, size) share
 // a reader lock; Insert and Erase take it exclusively. FindMany exists so that a launch takes
-// the lock once for all its argument words, not once per word.
+// the lock once for all its argument words, not once per word (and not at all when none of
+// them can be ours). A lookup sees every range whose Insert happens-before it (the allocating
+// hook returned the pointer before the launch that uses it), the rule the invariant rests on:
+// a managed pointer missed here would launch without its chunks being brought back.
 #ifndef SPILLWAY_RUNTIME_ALLOCATION_MAP_H_
 #define SPILLWAY_RUNTIME_ALLOCATION_MAP_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -77,10 +81,23 @@ class AllocationMap {
   };
   using Ranges = absl::btree_map<uintptr_t, Entry>;
 
+  // False if no range can hold `address`; true may still miss.
+  bool MayHold(uintptr_t address) const {
+    return address >= lowest_.load(std::memory_order_relaxed) &&
+           address < highest_end_.load(std::memory_order_relaxed);
+  }
   std::optional<Hit> FindLocked(uintptr_t address) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  void UpdateBounds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   mutable absl::Mutex mutex_;
   Ranges ranges_ ABSL_GUARDED_BY(mutex_);  // keyed by base
+
+  // The lowest base and the highest end of the ranges, written under mutex_ and read without
+  // it. Relaxed is enough: a lookup ordered after an Insert (by whatever handed the pointer to
+  // the launching thread) reads these as of that Insert or later, and every such value covers
+  // the ranges still registered; a stale wider value only sends the lookup to the tree.
+  std::atomic<uintptr_t> lowest_{UINTPTR_MAX};
+  std::atomic<uintptr_t> highest_end_{0};
 };
 
 }  // namespace spillway

@@ -77,9 +77,9 @@ bool ExtentAllocator::IsAllocated(const Extent& extent) const {
 absl::Status ExtentAllocator::Free(const Extent& extent) {
   auto it = allocated_.find(extent.offset);
   if (it == allocated_.end() || it->second != extent.length) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "NVMe store: freeing extent [%u, +%u) that is not allocated (double free?)",
-        extent.offset, extent.length));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("NVMe store: freeing extent [%u, +%u) that is not allocated (double free?)",
+                        extent.offset, extent.length));
   }
   allocated_.erase(it);
   used_ -= extent.length;

@@ -32,9 +32,7 @@ std::string ErrnoText(int err) {
   return absl::StrCat(desc, " (", name, ")");
 }
 
-absl::Status Errno(int err, absl::string_view what) {
-  return absl::ErrnoToStatus(err, what);
-}
+absl::Status Errno(int err, absl::string_view what) { return absl::ErrnoToStatus(err, what); }
 
 bool IsPowerOfTwo(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
@@ -97,8 +95,8 @@ absl::StatusOr<SpillFile> CreateSpillFile(const std::string& directory, bool use
       }
     } else if (err != EOPNOTSUPP && err != EISDIR) {
       // EISDIR: a kernel older than 3.11 that does not know O_TMPFILE.
-      return Errno(err, absl::StrCat("NVMe store: cannot create a spill file in '",
-                                     directory, "' (open O_TMPFILE)"));
+      return Errno(err, absl::StrCat("NVMe store: cannot create a spill file in '", directory,
+                                     "' (open O_TMPFILE)"));
     }
   }
   std::string path = absl::StrCat(directory, "/spillway-spill-XXXXXX");
@@ -140,8 +138,8 @@ absl::Status CheckDirectory(const std::string& directory) {
   }
   if (access(directory.c_str(), W_OK | X_OK) != 0) {
     const int err = errno;
-    return absl::PermissionDeniedError(absl::StrCat("NVMe store: directory '", directory,
-                                                    "' is not writable: ", ErrnoText(err)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("NVMe store: directory '", directory, "' is not writable: ", ErrnoText(err)));
   }
   return absl::OkStatus();
 }
@@ -161,8 +159,7 @@ absl::StatusOr<std::unique_ptr<NvmeStore>> NvmeStore::Open(const NvmeStoreConfig
   }
   if (config.request_bytes == 0 || config.request_bytes > kMaxRequestBytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "NVMe store: request_bytes %u is outside [1, %u]", config.request_bytes,
-        kMaxRequestBytes));
+        "NVMe store: request_bytes %u is outside [1, %u]", config.request_bytes, kMaxRequestBytes));
   }
   if (absl::Status s = CheckDirectory(config.directory); !s.ok()) return s;
 
@@ -177,8 +174,7 @@ absl::StatusOr<std::unique_ptr<NvmeStore>> NvmeStore::Open(const NvmeStoreConfig
   size_t alignment = 0;
   size_t block_size = 0;
   bool from_statx = false;
-  if (absl::Status s = QueryAlignment(fd, config.directory, &alignment, &from_statx,
-                                      &block_size);
+  if (absl::Status s = QueryAlignment(fd, config.directory, &alignment, &from_statx, &block_size);
       !s.ok()) {
     return fail(s);
   }
@@ -198,8 +194,8 @@ absl::StatusOr<std::unique_ptr<NvmeStore>> NvmeStore::Open(const NvmeStoreConfig
   // Growing past RLIMIT_FSIZE would raise SIGXFSZ, which kills the process unless it is
   // ignored: a limit known now is honoured up front instead.
   uint64_t limit = config.limit_bytes;
-  if (struct rlimit fsize {}; getrlimit(RLIMIT_FSIZE, &fsize) == 0 &&
-                              fsize.rlim_cur != RLIM_INFINITY) {
+  if (struct rlimit fsize{};
+      getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY) {
     limit = std::min<uint64_t>(limit, fsize.rlim_cur);
   }
   limit &= ~(unit - 1);
@@ -215,9 +211,8 @@ absl::StatusOr<std::unique_ptr<NvmeStore>> NvmeStore::Open(const NvmeStoreConfig
   SPW_LOG(kInfo,
           "NVMe store: spill file in '{}' ({}), direct-I/O alignment {} ({}), extents of {} "
           "bytes, limit {} bytes, {} requests of {} bytes in flight",
-          config.directory, file->tmpfile ? "O_TMPFILE" : "mkstemp + unlink",
-          alignment, from_statx ? "statx" : "fallback", unit, limit, config.queue_depth,
-          config.request_bytes);
+          config.directory, file->tmpfile ? "O_TMPFILE" : "mkstemp + unlink", alignment,
+          from_statx ? "statx" : "fallback", unit, limit, config.queue_depth, config.request_bytes);
   if (limit < (config.limit_bytes & ~(unit - 1))) {
     SPW_LOG(kWarn, "NVMe store: limit lowered from {} to {} bytes by RLIMIT_FSIZE",
             config.limit_bytes, limit);
@@ -236,9 +231,7 @@ NvmeStore::NvmeStore(const NvmeStoreConfig& config, int fd, bool tmpfile, size_t
       queue_depth_(config.queue_depth),
       completion_hook_(config.completion_hook),
       allocator_(unit, limit,
-                 [this](uint64_t old_size, uint64_t new_size) {
-                   return Grow(old_size, new_size);
-                 }),
+                 [this](uint64_t old_size, uint64_t new_size) { return Grow(old_size, new_size); }),
       ring_(std::make_unique<io_uring>()) {}
 
 absl::Status NvmeStore::InitRing() {
@@ -305,17 +298,16 @@ absl::Status NvmeStore::Grow(uint64_t old_size, uint64_t new_size) {
   // file; put it back so the allocator's view (old_size) stays the truth.
   const bool restored = ftruncate(fd_, static_cast<off_t>(old_size)) == 0;
   const std::string context = absl::StrFormat(
-      "growing the spill file in '%s' from %u to %u bytes (fallocate: %s)%s", directory_,
-      old_size, new_size, ErrnoText(err),
-      restored ? "" : "; could not shrink it back (ftruncate failed)");
+      "growing the spill file in '%s' from %u to %u bytes (fallocate: %s)%s", directory_, old_size,
+      new_size, ErrnoText(err), restored ? "" : "; could not shrink it back (ftruncate failed)");
   if (err == ENOSPC || err == EDQUOT) {
     return absl::ResourceExhaustedError(
         absl::StrCat("NVMe store: disk full ", context, "; stored extents are intact"));
   }
   if (err == EFBIG) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "NVMe store: file size limit (RLIMIT_FSIZE) reached ", context,
-        "; stored extents are intact"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("NVMe store: file size limit (RLIMIT_FSIZE) reached ", context,
+                     "; stored extents are intact"));
   }
   return Errno(err, absl::StrCat("NVMe store: error ", context));
 }
@@ -358,21 +350,20 @@ absl::Status NvmeStore::CheckTransfer(const Extent& extent, size_t offset, const
     return absl::InvalidArgumentError("NVMe store: null buffer");
   }
   if (offset > extent.length || bytes > extent.length - offset) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "NVMe store: transfer [%u, +%u) exceeds extent [%u, +%u)", offset, bytes,
-        extent.offset, extent.length));
+    return absl::OutOfRangeError(
+        absl::StrFormat("NVMe store: transfer [%u, +%u) exceeds extent [%u, +%u)", offset, bytes,
+                        extent.offset, extent.length));
   }
   absl::MutexLock lock(&alloc_mu_);
   if (!allocator_.IsAllocated(extent)) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "NVMe store: transfer to extent [%u, +%u), which is not allocated", extent.offset,
-        extent.length));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("NVMe store: transfer to extent [%u, +%u), which is not allocated",
+                        extent.offset, extent.length));
   }
   return absl::OkStatus();
 }
 
-absl::Status NvmeStore::Write(const Extent& extent, size_t offset, const void* src,
-                              size_t bytes) {
+absl::Status NvmeStore::Write(const Extent& extent, size_t offset, const void* src, size_t bytes) {
   absl::StatusOr<Ticket> ticket = WriteAsync(extent, offset, src, bytes);
   if (!ticket.ok()) return ticket.status();
   return Wait(*std::move(ticket));

@@ -23,7 +23,22 @@
 //   it completes and returns its status; Poll(ticket) says whether Wait would block.
 //   Transfers are queued FIFO: pieces of an earlier transfer are submitted before those
 //   of a later one, so issuing "read piece k+1" before waiting for piece k keeps the
-//   queue full without reordering.
+//   queue full without reordering:
+//     Ticket next = *store.ReadAsync(extent[0], 0, staging[0], chunk);
+//     for (k = 0; k < n; ++k) {
+//       Ticket current = std::move(next);
+//       if (k + 1 < n) next = *store.ReadAsync(extent[k + 1], 0, staging[(k + 1) % 2], chunk);
+//       RETURN_IF_ERROR(store.Wait(std::move(current)));  // piece k is in staging[k % 2]
+//       copy staging[k % 2] to the device; that copy must be complete before piece k + 2
+//       is read into the same buffer
+//     }
+//
+// Buffers: the drive's requests are built from the buffer's physical pages. On 4 KiB pages
+// a 1 MiB request is up to 256 DMA segments, more than many devices take in one request
+// (254 on a virtio disk), so the block layer splits it; on 2 MiB pages (2 MiB-aligned,
+// MADV_HUGEPAGE before first touch) it needs one, and adjacent requests can merge (on the
+// development VM: 4 MiB device requests and twice the read throughput). Staging buffers
+// should be huge pages, registered with RegisterBuffers.
 //
 // O_DIRECT refused by the file system (EINVAL at open) is an error, not a silent fallback
 // to buffered I/O: buffered spill I/O would double the memory footprint through the page
@@ -48,11 +63,16 @@
 //     and the store keeps working without fixed buffers.
 //   Destruction waits for every request still in flight (the kernel may still be writing
 //     into caller memory) and then closes the file, which frees its blocks.
+//   A failure of io_uring itself (submit or wait failing, not an I/O error) leaves the
+//     store unusable: every later transfer returns that status. The ring is not shared
+//     across fork(); a child must not use its parent's store.
 //
 // Thread safety: thread-safe. Allocation state is guarded by one mutex and the ring by
-//   another (never both held at once). Any thread may submit; the thread that needs a
-//   completion and finds no one reaping reaps for everybody, waiting in the kernel
-//   without holding the ring mutex, so other threads keep submitting meanwhile.
+//   another (never both held at once). Allocate holds the first across fallocate: the
+//   end of the file must not move while it grows, and growth is rare. Any thread may
+//   submit; the thread that needs a completion and finds no one reaping reaps for
+//   everybody, waiting in the kernel without holding the ring mutex, so other threads
+//   keep submitting meanwhile.
 #ifndef SPILLWAY_RUNTIME_NVME_STORE_H_
 #define SPILLWAY_RUNTIME_NVME_STORE_H_
 
@@ -103,8 +123,8 @@ struct NvmeStoreConfig {
 struct NvmeStoreStats {
   uint64_t bytes_written = 0;
   uint64_t bytes_read = 0;
-  uint64_t requests = 0;        // requests submitted, continuations included
-  uint64_t fixed_requests = 0;  // of which READ_FIXED / WRITE_FIXED
+  uint64_t requests = 0;            // requests submitted, continuations included
+  uint64_t fixed_requests = 0;      // of which READ_FIXED / WRITE_FIXED
   uint64_t continued_requests = 0;  // resubmitted after a short transfer or -EAGAIN
   uint64_t failed_requests = 0;
 };
@@ -146,8 +166,7 @@ class NvmeStore {
   // Asynchronous forms: argument errors are returned at once; I/O errors by Wait.
   absl::StatusOr<Ticket> WriteAsync(const Extent& extent, size_t offset, const void* src,
                                     size_t bytes);
-  absl::StatusOr<Ticket> ReadAsync(const Extent& extent, size_t offset, void* dst,
-                                   size_t bytes);
+  absl::StatusOr<Ticket> ReadAsync(const Extent& extent, size_t offset, void* dst, size_t bytes);
   absl::Status Wait(Ticket ticket) ABSL_LOCKS_EXCLUDED(ring_mu_);
   // True when Wait(ticket) would not block. Reaps available completions, never sleeps.
   bool Poll(const Ticket& ticket) ABSL_LOCKS_EXCLUDED(ring_mu_);
@@ -202,8 +221,8 @@ class NvmeStore {
     int index = 0;
   };
 
-  NvmeStore(const NvmeStoreConfig& config, int fd, bool tmpfile, size_t alignment,
-            bool from_statx, uint64_t unit, uint64_t limit);
+  NvmeStore(const NvmeStoreConfig& config, int fd, bool tmpfile, size_t alignment, bool from_statx,
+            uint64_t unit, uint64_t limit);
   absl::Status InitRing();
 
   absl::Status CheckTransfer(const Extent& extent, size_t offset, const void* buffer,

@@ -2,6 +2,7 @@
 #include "runtime/runtime.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +19,13 @@ uint64_t HostPhysicalBytes() {
   long pages = sysconf(_SC_PHYS_PAGES);
   long page = sysconf(_SC_PAGESIZE);
   return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+// Space free to an unprivileged writer on the file system holding `path` (0 if unknown).
+uint64_t FreeBytes(const std::string& path) {
+  struct statvfs fs;
+  if (statvfs(path.c_str(), &fs) != 0) return 0;
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
 }
 
 void AddStats(ManagerStats& total, const ManagerStats& s) {
@@ -137,6 +145,11 @@ absl::StatusOr<Manager*> Runtime::ManagerFor(int device) {
     config.hbm_limit_bytes = options_.hbm_limit.Resolve(device_total);
     config.host_limit_bytes = options_.host_limit.Resolve(HostPhysicalBytes());
     config.policy = std::string(PolicyName(options_.policy));
+    if (!options_.nvme_path.empty()) {
+      config.nvme_directory = options_.nvme_path;
+      config.nvme_limit_bytes = options_.nvme_limit.Resolve(FreeBytes(options_.nvme_path));
+      config.nvme_queue_depth = static_cast<unsigned>(options_.nvme_queue_depth);
+    }
     manager = Manager::Create(config);
   }
   CUcontext popped = nullptr;

@@ -11,7 +11,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config python3
   libhwloc-dev liburing-dev libabsl-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev fio
   clang-format clang-tidy
 )
 

@@ -134,6 +134,36 @@ TEST(AllocationMapTest, EraseAndDoubleErase) {
   EXPECT_EQ(map.Find(0x107ff)->allocation, Tag(3));
 }
 
+// Lookups outside the lowest and highest range skip the tree; those bounds must follow every
+// insert and erase.
+TEST(AllocationMapTest, OuterBoundsFollowInsertAndErase) {
+  AllocationMap map;
+  ASSERT_TRUE(map.Insert(0x50000, 0x1000, Tag(1)).ok());
+  ASSERT_TRUE(map.Insert(0x90000, 0x1000, Tag(2)).ok());
+  ASSERT_TRUE(map.Insert(0x10000, 0x1000, Tag(3)).ok());  // new lowest
+  EXPECT_EQ(map.Find(0x10000)->allocation, Tag(3));
+  ASSERT_TRUE(map.Insert(0xf0000, 0x1000, Tag(4)).ok());  // new highest
+  EXPECT_EQ(map.Find(0xf0fff)->allocation, Tag(4));
+
+  ASSERT_TRUE(map.Erase(0x10000).ok());
+  ASSERT_TRUE(map.Erase(0xf0000).ok());
+  EXPECT_FALSE(map.Find(0x10000).has_value());
+  EXPECT_FALSE(map.Find(0xf0000).has_value());
+  EXPECT_EQ(map.Find(0x50000)->allocation, Tag(1));
+  EXPECT_EQ(map.Find(0x90fff)->allocation, Tag(2));
+
+  ASSERT_TRUE(map.Erase(0x50000).ok());
+  ASSERT_TRUE(map.Erase(0x90000).ok());
+  EXPECT_FALSE(map.Find(0x90000).has_value());
+  std::vector<AllocationMap::Hit> hits;
+  const std::vector<uintptr_t> words = {0x50000, 0x90000};
+  EXPECT_EQ(map.FindMany(words, &hits), 0u);
+
+  ASSERT_TRUE(map.Insert(0x1000, 0x1000, Tag(5)).ok());
+  EXPECT_EQ(map.Find(0x1800)->allocation, Tag(5));
+  EXPECT_EQ(map.FindMany(words, &hits), 0u);
+}
+
 TEST(AllocationMapTest, FindManyKeepsPositions) {
   AllocationMap map;
   ASSERT_TRUE(map.Insert(0x10000, 0x1000, Tag(1)).ok());

@@ -167,17 +167,17 @@ int RunInChild(const std::function<int()>& body) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-#define CHILD_CHECK(cond)                                                                 \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      fprintf(stderr, "%s:%d: check failed in child: %s\n", __FILE__, __LINE__, #cond);   \
-      return 1;                                                                           \
-    }                                                                                     \
+#define CHILD_CHECK(cond)                                                               \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      fprintf(stderr, "%s:%d: check failed in child: %s\n", __FILE__, __LINE__, #cond); \
+      return 1;                                                                         \
+    }                                                                                   \
   } while (0)
 
-#define EXPECT_CHILD_PASSES(code)                                           \
-  do {                                                                      \
-    const int child_code = (code);                                          \
+#define EXPECT_CHILD_PASSES(code)                                            \
+  do {                                                                       \
+    const int child_code = (code);                                           \
     if (child_code == kChildSkip) GTEST_SKIP() << "child skipped (see log)"; \
     EXPECT_EQ(child_code, 0) << "child failed (see its log above)";          \
   } while (0)
@@ -448,9 +448,18 @@ TEST(NvmeStoreTest, RoundTripIsByteExactForManySizesAndOffsets) {
   auto store = OpenOrDie(Config(dir.path(), 1024 * kMiB));
   ASSERT_NE(store, nullptr);
   const size_t a = store->alignment();
-  const std::vector<size_t> sizes = {a,          2 * a,         3 * a,          4096,
-                                     5 * 4096,   kMiB - a,      kMiB,           kMiB + a,
-                                     3 * kMiB + 7 * a, 8 * kMiB, 17 * kMiB + 4096, 64 * kMiB};
+  const std::vector<size_t> sizes = {a,
+                                     2 * a,
+                                     3 * a,
+                                     4096,
+                                     5 * 4096,
+                                     kMiB - a,
+                                     kMiB,
+                                     kMiB + a,
+                                     3 * kMiB + 7 * a,
+                                     8 * kMiB,
+                                     17 * kMiB + 4096,
+                                     64 * kMiB};
   const std::vector<size_t> offsets = {0, a, 5 * a, kMiB - a, 3 * kMiB};
   Buffer src(64 * kMiB + 4 * kMiB);
   Buffer dst(64 * kMiB + 4 * kMiB);
@@ -573,8 +582,7 @@ TEST(NvmeStoreTest, MisalignedOrOutOfRangeTransfersAreRejected) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store->ReadAsync(*extent, 1, buf.data(), a).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(code(store->Read(*extent, kMiB - a, buf.data(), 2 * a)),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(code(store->Read(*extent, kMiB - a, buf.data(), 2 * a)), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(code(store->Read(*extent, 0, buf.data(), 0)), absl::StatusCode::kOk);
   ASSERT_TRUE(store->Free(*extent).ok());
   EXPECT_EQ(code(store->Read(*extent, 0, buf.data(), a)), absl::StatusCode::kFailedPrecondition);
@@ -685,8 +693,7 @@ TEST(NvmeStoreTest, FullTmpfsIsResourceExhaustedAndKeepsData) {
       CHILD_CHECK(s.Write(*extent, 0, data.data(), data.size()).ok());
       stored.emplace_back(*extent, 400 + i);
     }
-    fprintf(stderr, "tmpfs full after %zu extents: %s\n", stored.size(),
-            last.ToString().c_str());
+    fprintf(stderr, "tmpfs full after %zu extents: %s\n", stored.size(), last.ToString().c_str());
     CHILD_CHECK(!stored.empty() && stored.size() < 16);
     CHILD_CHECK(last.code() == absl::StatusCode::kResourceExhausted);
     CHILD_CHECK(absl::StrContains(last.message(), "disk full"));
@@ -734,6 +741,13 @@ TEST(NvmeStoreTest, RegisteredBuffersGiveIdenticalData) {
   ASSERT_TRUE(store->Read(*extent, kMiB, pinned.data(), 3 * kMiB).ok());  // all fixed
   EXPECT_EQ(store->stats().fixed_requests - before.fixed_requests, 3u);
   EXPECT_TRUE(SameBytes(pinned.data(), expected.data() + kMiB, 3 * kMiB));
+
+  // Registration changes need a quiet ring (completions are only reaped by Wait or Poll,
+  // so the read below is still in flight when RegisterBuffers runs).
+  auto busy = store->ReadAsync(*extent, 0, plain.data(), kMiB);
+  ASSERT_TRUE(busy.ok());
+  EXPECT_EQ(store->RegisterBuffers({&half, 1}).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store->Wait(*std::move(busy)).ok());
 
   ASSERT_TRUE(store->UnregisterBuffers().ok());
   before = store->stats();

@@ -117,7 +117,7 @@ SIMCUDA_API CUresult cuCtxDestroy_v2(CUcontext handle) {
   if (ctx->primary) return CUDA_ERROR_INVALID_CONTEXT;
   SynchronizeContext(ctx);
   Driver& driver = Driver::Get();
-  driver.Unregister(HandleKind::kContext, ctx);
+  driver.Retire(HandleKind::kContext, ctx);
   {
     std::lock_guard<std::mutex> lock(driver.mu);
     for (Stream* s : ctx->streams) {

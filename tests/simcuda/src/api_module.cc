@@ -145,7 +145,7 @@ CUresult GetFunction(Module* module, const char* name, Function** out) {
 
 CUresult Unload(Module* module) {
   Driver& driver = Driver::Get();
-  driver.Unregister(HandleKind::kModule, module);
+  driver.Retire(HandleKind::kModule, module);
   for (Function* f : module->functions) driver.Unregister(HandleKind::kFunction, f);
   // Functions stay allocated (captured graphs may still name them) but are no longer
   // valid handles; the library is not dlclose'd for the same reason.

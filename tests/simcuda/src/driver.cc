@@ -137,6 +137,12 @@ void Driver::Unregister(HandleKind kind, const void* handle) {
   handles_[static_cast<int>(kind)].erase(handle);
 }
 
+void Driver::Retire(HandleKind kind, const void* handle) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  handles_[static_cast<int>(kind)].erase(handle);
+  retired_.push_back(handle);
+}
+
 bool Driver::IsLive(HandleKind kind, const void* handle) {
   std::lock_guard<std::mutex> lock(handles_mu_);
   return handle != nullptr && handles_[static_cast<int>(kind)].count(handle) != 0;

@@ -76,6 +76,10 @@ class Driver {
   const Config& config() const { return config_; }
 
   void Register(HandleKind kind, const void* handle);
+  // Unregisters a handle whose object must outlive it (a destroyed context may still be
+  // on other threads' stacks; an unloaded module's functions may be in captured graphs).
+  // The object is kept, reachable, for the life of the process.
+  void Retire(HandleKind kind, const void* handle);
   void Unregister(HandleKind kind, const void* handle);
   bool IsLive(HandleKind kind, const void* handle);
 
@@ -89,6 +93,7 @@ class Driver {
   Config config_;
   std::mutex handles_mu_;
   std::unordered_set<const void*> handles_[8];  // GUARDED_BY(handles_mu_)
+  std::vector<const void*> retired_;             // GUARDED_BY(handles_mu_)
 };
 
 // The calling thread's current context (top of its context stack), or null.

@@ -31,6 +31,10 @@ void Complete(const CompletionRef& c) {
 // copies in one direction serialise while opposite directions overlap, as on a GPU.
 struct CopyEngine {
   std::mutex mu;
+  // When the modelled link finishes the bytes handed to it so far. A copy queued right
+  // behind another starts when the link frees, not when its worker thread wakes up: a
+  // GPU's copy engine streams queued copies back to back.
+  std::chrono::steady_clock::time_point link_free;
 };
 CopyEngine& Engine(int device, CopyDirection direction) {
   static CopyEngine* engines = new CopyEngine[2 * 16];
@@ -173,17 +177,23 @@ bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src,
   const Config& config = Driver::Get().config();
   double rate = direction == CopyDirection::kHostToDevice ? config.h2d_bytes_per_s
                                                           : config.d2h_bytes_per_s;
-  std::lock_guard<std::mutex> lock(Engine(device, direction).mu);
+  CopyEngine& engine = Engine(device, direction);
+  std::lock_guard<std::mutex> lock(engine.mu);
   if (rate <= 0) return copy(0, bytes);
   // Paced in pieces, so a modelled link delivers bytes at its rate, not all at the end.
   constexpr size_t kPiece = size_t{1} << 20;
-  auto start = std::chrono::steady_clock::now();
+  constexpr auto kBackToBack = std::chrono::microseconds(500);
+  auto now = std::chrono::steady_clock::now();
+  auto start = now - engine.link_free < kBackToBack ? std::min(now, engine.link_free) : now;
   for (size_t done = 0; done < bytes;) {
     size_t n = std::min(kPiece, bytes - done);
     if (!copy(done, n)) return false;
     done += n;
-    std::this_thread::sleep_until(start + std::chrono::duration<double>(done / rate));
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::duration<double>(done / rate)));
   }
+  engine.link_free = start + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::duration<double>(bytes / rate));
   return true;
 }
 
