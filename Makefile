@@ -14,7 +14,7 @@ FORMAT_FILES = $(shell git ls-files '*.h' '*.cc' '*.cu')
 TIDY_FILES = $(shell git ls-files '*.cc')
 
 .DEFAULT_GOAL := build
-.PHONY: deps configure build test demo install format format-check tidy clean help
+.PHONY: deps configure build test bench demo install format format-check tidy clean help
 
 deps:
 	CUDA_HOME=$(CUDA_HOME) scripts/install-deps.sh
@@ -28,6 +28,10 @@ build: configure
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+
+# Benchmarks measure; they never run as tests. Results: $(BUILD_DIR)/bench-results/.
+bench: build
+	scripts/run-benchmarks.sh $(BUILD_DIR)
 
 # The `demo` target is simcuda's example (run-example) until a real demo is defined.
 demo: build
@@ -56,6 +60,7 @@ help:
 	@echo '  configure     deps, then configure CMake in $$(BUILD_DIR)'
 	@echo '  build         configure, then build (the default target)'
 	@echo '  test          build, then run every test with ctest'
+	@echo '  bench         build, then run the benchmarks (results in $$(BUILD_DIR)/bench-results)'
 	@echo '  demo          build, then run the demo (for now simcuda'"'"'s example)'
 	@echo '  install       build, then install into $$(PREFIX)'
 	@echo '  format        clang-format -i every tracked *.h *.cc *.cu'

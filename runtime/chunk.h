@@ -45,17 +45,17 @@ struct Chunk {
   Allocation* allocation = nullptr;
   CUdeviceptr address = 0;  // in the application's range; never changes
   Tier tier = Tier::kHost;
-  PhysicalChunk device;     // valid in tier DEVICE
-  PhysicalChunk host;       // valid in tier HOST, or a clean copy kept in tier DEVICE
-  bool host_copy_valid = false;            // `host` holds the same bytes as `device`
+  PhysicalChunk device;          // valid in tier DEVICE
+  PhysicalChunk host;            // valid in tier HOST, or a clean copy kept in tier DEVICE
+  bool host_copy_valid = false;  // `host` holds the same bytes as `device`
   // Space on NVMe. Holds the chunk's bytes in tier NVME, and a clean copy in other tiers
   // when nvme_copy_valid (read-mostly data read back from NVMe keeps it: re-spilling it is
   // free). A fresh chunk of a guarded allocation placed on NVMe has no extent yet.
   std::optional<Extent> nvme;
   bool nvme_copy_valid = false;
-  bool moving = false;                     // a move job owns this chunk
-  uint64_t last_use = 0;                   // policy clock of the last touch
-  CUstream last_stream = nullptr;          // the stream the application last used it on
+  bool moving = false;             // a move job owns this chunk
+  uint64_t last_use = 0;           // policy clock of the last touch
+  CUstream last_stream = nullptr;  // the stream the application last used it on
 };
 
 struct Allocation {

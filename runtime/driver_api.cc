@@ -31,24 +31,23 @@ absl::Status Load(const char* library, DriverApi* api) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot load the CUDA driver (", library, "): ", dlerror()));
   }
-  auto get_proc = reinterpret_cast<PFN_cuGetProcAddress_v12000>(
-      real_dlsym(handle, "cuGetProcAddress_v2"));
+  auto get_proc =
+      reinterpret_cast<PFN_cuGetProcAddress_v12000>(real_dlsym(handle, "cuGetProcAddress_v2"));
   if (get_proc == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat(library, " has no cuGetProcAddress_v2: a CUDA 12 or newer driver is needed"));
   }
   // Legacy-stream variants: the runtime's own work never uses a per-thread default stream.
-#define SPW_RESOLVE_ENTRY(name, version)                                                   \
-  {                                                                                        \
-    void* fn = nullptr;                                                                    \
-    CUdriverProcAddressQueryResult found = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;           \
-    CUresult r = get_proc(#name, &fn, version, CU_GET_PROC_ADDRESS_LEGACY_STREAM, &found); \
-    if (r != CUDA_SUCCESS || fn == nullptr) {                                              \
-      return absl::FailedPreconditionError(absl::StrCat(                                   \
-          "the CUDA driver lacks ", #name, " (ABI version ", version, ", status ", found,  \
-          ")"));                                                                           \
-    }                                                                                      \
-    api->name = reinterpret_cast<PFN_##name##_v##version>(fn);                             \
+#define SPW_RESOLVE_ENTRY(name, version)                                                         \
+  {                                                                                              \
+    void* fn = nullptr;                                                                          \
+    CUdriverProcAddressQueryResult found = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;                 \
+    CUresult r = get_proc(#name, &fn, version, CU_GET_PROC_ADDRESS_LEGACY_STREAM, &found);       \
+    if (r != CUDA_SUCCESS || fn == nullptr) {                                                    \
+      return absl::FailedPreconditionError(absl::StrCat(                                         \
+          "the CUDA driver lacks ", #name, " (ABI version ", version, ", status ", found, ")")); \
+    }                                                                                            \
+    api->name = reinterpret_cast<PFN_##name##_v##version>(fn);                                   \
   }
   SPW_DRIVER_ENTRY_POINTS(SPW_RESOLVE_ENTRY)
 #undef SPW_RESOLVE_ENTRY
@@ -83,7 +82,8 @@ absl::Status CudaError(CUresult result, const char* call) {
     table->cuGetErrorName(result, &name);
     table->cuGetErrorString(result, &text);
   }
-  std::string message = absl::StrCat(call, " failed: ", name ? name : "?", " (", text ? text : "?", ")");
+  std::string message =
+      absl::StrCat(call, " failed: ", name ? name : "?", " (", text ? text : "?", ")");
   switch (result) {
     case CUDA_ERROR_OUT_OF_MEMORY:
       return absl::ResourceExhaustedError(message);

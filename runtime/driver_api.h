@@ -23,43 +23,43 @@
 namespace spillway {
 
 // (name, ABI version): each row's type is PFN_<name>_v<version> from cudaTypedefs.h.
-#define SPW_DRIVER_ENTRY_POINTS(X)         \
-  X(cuInit, 2000)                          \
-  X(cuGetErrorName, 6000)                  \
-  X(cuGetErrorString, 6000)                \
-  X(cuDeviceGet, 2000)                     \
-  X(cuDeviceGetAttribute, 2000)            \
-  X(cuDeviceTotalMem, 3020)                \
-  X(cuDevicePrimaryCtxRetain, 7000)        \
-  X(cuCtxGetCurrent, 4000)                 \
-  X(cuCtxSetCurrent, 4000)                 \
-  X(cuCtxGetDevice, 2000)                  \
-  X(cuCtxPushCurrent, 4000)                \
-  X(cuCtxPopCurrent, 4000)                 \
-  X(cuMemGetInfo, 3020)                    \
-  X(cuMemGetAllocationGranularity, 10020)  \
-  X(cuMemAddressReserve, 10020)            \
-  X(cuMemAddressFree, 10020)               \
-  X(cuMemCreate, 10020)                    \
-  X(cuMemRelease, 10020)                   \
-  X(cuMemMap, 10020)                       \
-  X(cuMemUnmap, 10020)                     \
-  X(cuMemSetAccess, 10020)                 \
-  X(cuMemcpyAsync, 4000)                   \
-  X(cuMemHostAlloc, 2020)                  \
-  X(cuMemFreeHost, 2000)                   \
-  X(cuMemHostRegister, 6050)               \
-  X(cuMemHostUnregister, 4000)             \
-  X(cuStreamCreate, 2000)                  \
-  X(cuStreamDestroy, 4000)                 \
-  X(cuStreamSynchronize, 2000)             \
-  X(cuStreamWaitEvent, 3020)               \
-  X(cuStreamWaitValue32, 11070)            \
-  X(cuStreamWriteValue32, 11070)           \
-  X(cuEventCreate, 2000)                   \
-  X(cuEventDestroy, 4000)                  \
-  X(cuEventRecord, 2000)                   \
-  X(cuEventQuery, 2000)                    \
+#define SPW_DRIVER_ENTRY_POINTS(X)        \
+  X(cuInit, 2000)                         \
+  X(cuGetErrorName, 6000)                 \
+  X(cuGetErrorString, 6000)               \
+  X(cuDeviceGet, 2000)                    \
+  X(cuDeviceGetAttribute, 2000)           \
+  X(cuDeviceTotalMem, 3020)               \
+  X(cuDevicePrimaryCtxRetain, 7000)       \
+  X(cuCtxGetCurrent, 4000)                \
+  X(cuCtxSetCurrent, 4000)                \
+  X(cuCtxGetDevice, 2000)                 \
+  X(cuCtxPushCurrent, 4000)               \
+  X(cuCtxPopCurrent, 4000)                \
+  X(cuMemGetInfo, 3020)                   \
+  X(cuMemGetAllocationGranularity, 10020) \
+  X(cuMemAddressReserve, 10020)           \
+  X(cuMemAddressFree, 10020)              \
+  X(cuMemCreate, 10020)                   \
+  X(cuMemRelease, 10020)                  \
+  X(cuMemMap, 10020)                      \
+  X(cuMemUnmap, 10020)                    \
+  X(cuMemSetAccess, 10020)                \
+  X(cuMemcpyAsync, 4000)                  \
+  X(cuMemHostAlloc, 2020)                 \
+  X(cuMemFreeHost, 2000)                  \
+  X(cuMemHostRegister, 6050)              \
+  X(cuMemHostUnregister, 4000)            \
+  X(cuStreamCreate, 2000)                 \
+  X(cuStreamDestroy, 4000)                \
+  X(cuStreamSynchronize, 2000)            \
+  X(cuStreamWaitEvent, 3020)              \
+  X(cuStreamWaitValue32, 11070)           \
+  X(cuStreamWriteValue32, 11070)          \
+  X(cuEventCreate, 2000)                  \
+  X(cuEventDestroy, 4000)                 \
+  X(cuEventRecord, 2000)                  \
+  X(cuEventQuery, 2000)                   \
   X(cuEventSynchronize, 2000)
 
 struct DriverApi {
@@ -82,9 +82,9 @@ absl::Status CudaError(CUresult result, const char* call);
 }  // namespace spillway
 
 // Evaluates a driver call; on failure returns its status from the enclosing function.
-#define SPW_CHECK_CU(call)                                                     \
-  do {                                                                         \
-    CUresult spw_cu_result_ = (call);                                          \
+#define SPW_CHECK_CU(call)                                                                   \
+  do {                                                                                       \
+    CUresult spw_cu_result_ = (call);                                                        \
     if (spw_cu_result_ != CUDA_SUCCESS) return ::spillway::CudaError(spw_cu_result_, #call); \
   } while (0)
 

@@ -48,8 +48,7 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
   SPW_CHECK_CU(cu.cuDeviceGetAttribute(
       &vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, config.device));
   SPW_CHECK_CU(cu.cuDeviceGetAttribute(
-      &host_vmm, CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
-      config.device));
+      &host_vmm, CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, config.device));
   SPW_CHECK_CU(cu.cuDeviceGetAttribute(&numa, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID, config.device));
   if (!vmm || !host_vmm) {
     // Without host-located VMM handles, eviction would have to unmap memory the
@@ -64,8 +63,8 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   prop.location.id = config.device;
   size_t granularity = 0;
-  SPW_CHECK_CU(cu.cuMemGetAllocationGranularity(&granularity, &prop,
-                                                CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  SPW_CHECK_CU(
+      cu.cuMemGetAllocationGranularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
   if (config.chunk_bytes == 0 || config.chunk_bytes % granularity != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("SPILLWAY_CHUNK=", config.chunk_bytes,
@@ -82,8 +81,8 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
   if (manager->policy_ == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", config.policy, "\""));
   }
-  auto device_pool = PhysicalPool::Create(
-      "HBM", PoolLocation{true, config.device, 0}, config.chunk_bytes, effective.hbm_limit_bytes);
+  auto device_pool = PhysicalPool::Create("HBM", PoolLocation{true, config.device, 0},
+                                          config.chunk_bytes, effective.hbm_limit_bytes);
   if (!device_pool.ok()) return device_pool.status();
   manager->device_pool_ = std::move(*device_pool);
   auto host_pool = PhysicalPool::Create("host", PoolLocation{false, config.device, numa},
@@ -134,9 +133,8 @@ void Manager::Touch(Chunk& chunk, CUstream stream) {
 }
 
 void Manager::NoteDeviceUse() {
-  stats_.peak_device_bytes =
-      std::max<uint64_t>(stats_.peak_device_bytes,
-                         uint64_t{device_pool_->in_use_chunks()} * config_.chunk_bytes);
+  stats_.peak_device_bytes = std::max<uint64_t>(
+      stats_.peak_device_bytes, uint64_t{device_pool_->in_use_chunks()} * config_.chunk_bytes);
 }
 
 absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uint32_t advice) {
@@ -148,8 +146,8 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
   allocation->reserved = count * chunk_bytes;
   allocation->device = config_.device;
   allocation->advice = advice;
-  CUresult r = Driver().cuMemAddressReserve(&allocation->base, allocation->reserved, chunk_bytes,
-                                            0, 0);
+  CUresult r =
+      Driver().cuMemAddressReserve(&allocation->base, allocation->reserved, chunk_bytes, 0, 0);
   if (r != CUDA_SUCCESS) return CudaError(r, "reserving device address space");
   allocation->chunks.resize(count);
 
@@ -240,9 +238,9 @@ absl::Status Manager::Free(CUdeviceptr base, CUstream stream) {
   absl::MutexLock lock(&mu_);
   std::optional<AllocationMap::Hit> hit = map_.Find(base);
   if (!hit || hit->base != base) {
-    return absl::NotFoundError(absl::StrCat(
-        "0x", absl::Hex(base), " is not a live Spillway allocation (never allocated, "
-        "already freed, or not its first byte)"));
+    return absl::NotFoundError(absl::StrCat("0x", absl::Hex(base),
+                                            " is not a live Spillway allocation (never allocated, "
+                                            "already freed, or not its first byte)"));
   }
   Allocation* allocation = hit->allocation;
   WaitIdle(allocation, 0, allocation->chunks.size() - 1);
@@ -331,9 +329,9 @@ absl::Status Manager::PlanToHost(Chunk* chunk, Plan& plan) {
       if (chunk->tier == Tier::kDevice && chunk->allocation->guarded() && nvme_) {
         return PlanToNvme(chunk, plan);
       }
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the host tier is full (SPILLWAY_HOST_LIMIT, ",
-          Bytes(uint64_t{host_pool_->limit_chunks()} * config_.chunk_bytes), ")"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the host tier is full (SPILLWAY_HOST_LIMIT, ",
+                       Bytes(uint64_t{host_pool_->limit_chunks()} * config_.chunk_bytes), ")"));
     }
     plan.taken_host.push_back(*host);
     step.target = *host;
@@ -372,9 +370,9 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan)
   } else {
     // HBM is at its limit: the policy names the chunk that makes room.
     if (victims.empty()) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "HBM limit (", Bytes(config_.hbm_limit_bytes),
-          ") reached and every resident chunk is pinned or being moved"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("HBM limit (", Bytes(config_.hbm_limit_bytes),
+                       ") reached and every resident chunk is pinned or being moved"));
     }
     if (absl::Status s = PlanToHost(victims[0], plan); !s.ok()) return s;
     step.donor = static_cast<int>(plan.steps.size() - 1);
@@ -429,8 +427,8 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
       chunk.device = PhysicalChunk{};
       ++stats_.evictions;
     }
-    bool keep_host = to == Tier::kDevice && chunk.tier == Tier::kHost &&
-                     chunk.allocation->clean_after_fetch();
+    bool keep_host =
+        to == Tier::kDevice && chunk.tier == Tier::kHost && chunk.allocation->clean_after_fetch();
     if ((chunk.tier == Tier::kHost || chunk.host_copy_valid) && !keep_host && to != Tier::kHost) {
       host_pool_->Give(chunk.host);
       chunk.host = PhysicalChunk{};
@@ -479,7 +477,7 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
         chunk.device = step.target;
         policy_->OnResident(&chunk);
         ++(step.reason == FetchReasonTag::kOnDemand ? stats_.fetches_on_demand
-                                                     : stats_.fetches_prefetched);
+                                                    : stats_.fetches_prefetched);
         break;
       case MoveStep::Kind::kToNvme: {
         bool keep_extent = chunk.nvme.has_value();
@@ -513,8 +511,9 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
     delete allocation;
   }
   last_move_status_ = status;
-  if (!status.ok()) SPW_LOG(kError, "a move failed; its chunks stay where they were: {}",
-                               std::string(status.message()));
+  if (!status.ok())
+    SPW_LOG(kError, "a move failed; its chunks stay where they were: {}",
+            std::string(status.message()));
 }
 
 absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,

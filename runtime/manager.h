@@ -58,9 +58,9 @@ struct ManagerConfig {
 };
 
 struct ManagerStats {
-  uint64_t allocations = 0;        // live managed allocations
-  uint64_t allocated_bytes = 0;    // their sizes, as asked for
-  uint64_t device_bytes = 0;       // managed bytes resident per tier (whole chunks)
+  uint64_t allocations = 0;      // live managed allocations
+  uint64_t allocated_bytes = 0;  // their sizes, as asked for
+  uint64_t device_bytes = 0;     // managed bytes resident per tier (whole chunks)
   uint64_t host_bytes = 0;
   uint64_t nvme_bytes = 0;
   uint64_t peak_device_bytes = 0;  // HBM the manager has held at most
@@ -68,12 +68,12 @@ struct ManagerStats {
   uint64_t d2h_bytes = 0;
   uint64_t nvme_read_bytes = 0;
   uint64_t nvme_write_bytes = 0;
-  uint64_t fetches_on_demand = 0;  // chunks fetched because a launch needed them
-  uint64_t fetches_prefetched = 0; // chunks fetched ahead of need
-  uint64_t evictions = 0;          // chunks that left HBM
-  uint64_t spills = 0;             // chunks written to NVMe
-  uint64_t stall_ns = 0;           // time application streams were held for moves
-  uint64_t moves = 0;              // move jobs completed
+  uint64_t fetches_on_demand = 0;   // chunks fetched because a launch needed them
+  uint64_t fetches_prefetched = 0;  // chunks fetched ahead of need
+  uint64_t evictions = 0;           // chunks that left HBM
+  uint64_t spills = 0;              // chunks written to NVMe
+  uint64_t stall_ns = 0;            // time application streams were held for moves
+  uint64_t moves = 0;               // move jobs completed
 };
 
 using FetchReason = FetchReasonTag;

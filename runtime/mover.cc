@@ -48,8 +48,8 @@ absl::Status Mover::CreateStaging() {
   for (int i = 0; i < kStagingBuffers; ++i) {
     // Anonymous memory, touched, then page-locked: io_uring can register it (memory from
     // cuMemHostAlloc is device-file backed and was refused by older kernels).
-    void* p = mmap(nullptr, chunk_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void* p =
+        mmap(nullptr, chunk_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return absl::ResourceExhaustedError("cannot map NVMe staging buffers");
     std::memset(p, 0, chunk_bytes_);
     staging_.push_back(p);
@@ -127,7 +127,9 @@ void Mover::WaitFor(uint64_t sequence) {
   } target{this, sequence};
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](Target* t) { return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence; },
+      +[](Target* t) {
+        return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence;
+      },
       &target));
 }
 
@@ -152,9 +154,8 @@ void Mover::Run() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
-            return !m->queue_.empty() || m->stopping_;
-          },
+          +[](Mover* m)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return !m->queue_.empty() || m->stopping_; },
           this));
       if (queue_.empty()) return;
       job = std::move(queue_.front());
@@ -199,8 +200,8 @@ absl::Status Mover::CopyOut(MoveJob& job) {
         if (absl::Status s = nvme_->Wait(std::move(writes[b])); !s.ok()) return s;
       }
       CUdeviceptr source = chunk.tier == Tier::kDevice ? chunk.device.home : chunk.host.home;
-      SPW_CHECK_CU(cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source,
-                                    chunk_bytes_, d2h_));
+      SPW_CHECK_CU(
+          cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source, chunk_bytes_, d2h_));
       SPW_CHECK_CU(cu.cuStreamSynchronize(d2h_));
       if (chunk.tier == Tier::kDevice) job.bytes_d2h += chunk_bytes_;
       absl::StatusOr<NvmeStore::Ticket> ticket =

@@ -70,8 +70,8 @@ absl::StatusOr<PhysicalChunk> PhysicalPool::Take() {
   if (r == CUDA_ERROR_OUT_OF_MEMORY) {
     // The device (or host) has less than the configured limit: the pool ends here.
     exhausted_ = true;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        name_, " pool: the driver has no more memory after ", created_, " chunks"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(name_, " pool: the driver has no more memory after ", created_, " chunks"));
   }
   if (r != CUDA_SUCCESS) return CudaError(r, "cuMemCreate");
   chunk.home = home_base_ + created_ * chunk_bytes_;

@@ -182,16 +182,16 @@ ManagerStats Runtime::TotalStats() {
 std::string Runtime::StatsJson() {
   ManagerStats total = TotalStats();
   absl::MutexLock lock(&mu_);
-  std::string json = absl::StrCat("{\"version\": 1, \"total\": ", StatsObject(total),
-                                  ", \"devices\": {");
+  std::string json =
+      absl::StrCat("{\"version\": 1, \"total\": ", StatsObject(total), ", \"devices\": {");
   bool first = true;
   for (int d = 0; d < kMaxDevices; ++d) {
     if (!managers_[d]) continue;
-    absl::StrAppend(&json, first ? "" : ", ", "\"", d, "\": {\"hbm_limit_bytes\": ",
-                    managers_[d]->hbm_limit_bytes(), ", \"chunk_bytes\": ",
-                    managers_[d]->chunk_bytes(), ", \"policy\": \"",
-                    managers_[d]->policy_name(), "\", \"stats\": ",
-                    StatsObject(managers_[d]->Stats()), "}");
+    absl::StrAppend(&json, first ? "" : ", ", "\"", d,
+                    "\": {\"hbm_limit_bytes\": ", managers_[d]->hbm_limit_bytes(),
+                    ", \"chunk_bytes\": ", managers_[d]->chunk_bytes(), ", \"policy\": \"",
+                    managers_[d]->policy_name(),
+                    "\", \"stats\": ", StatsObject(managers_[d]->Stats()), "}");
     first = false;
   }
   absl::StrAppend(&json, "}}\n");

@@ -78,13 +78,13 @@ typedef enum spw_advice {
  * added later are left alone for callers built against an older header. */
 typedef struct spw_stats {
   size_t struct_size;
-  uint64_t allocations;        /* live managed allocations */
-  uint64_t allocated_bytes;    /* their sizes */
-  uint64_t device_bytes;       /* managed bytes resident per tier */
+  uint64_t allocations;     /* live managed allocations */
+  uint64_t allocated_bytes; /* their sizes */
+  uint64_t device_bytes;    /* managed bytes resident per tier */
   uint64_t host_bytes;
   uint64_t nvme_bytes;
-  uint64_t peak_device_bytes;  /* the most HBM the tiers held at once */
-  uint64_t h2d_bytes;          /* bytes moved per link and direction */
+  uint64_t peak_device_bytes; /* the most HBM the tiers held at once */
+  uint64_t h2d_bytes;         /* bytes moved per link and direction */
   uint64_t d2h_bytes;
   uint64_t nvme_read_bytes;
   uint64_t nvme_write_bytes;

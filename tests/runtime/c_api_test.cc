@@ -2,8 +2,6 @@
 //
 // The C API end to end on simcuda: configuration from the environment, allocation in
 // PyTorch's pluggable-allocator form, moves, statistics and every error path.
-#include "spillway/spillway.h"
-
 #include <cuda.h>
 #include <gtest/gtest.h>
 
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "runtime_test_util.h"
+#include "spillway/spillway.h"
 
 namespace {
 

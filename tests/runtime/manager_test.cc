@@ -7,7 +7,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdlib>
@@ -298,7 +297,8 @@ TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
     for (size_t offset = 0; offset < kBytes; offset += 8 * kMiB) {
       absl::Status s = manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr);
       ASSERT_TRUE(s.ok()) << s;
-      ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, i * 100 + static_cast<uint32_t>(offset >> 20), nullptr));
+      ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4,
+                              i * 100 + static_cast<uint32_t>(offset >> 20), nullptr));
       s = manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kNvme, nullptr);
       ASSERT_TRUE(s.ok()) << s;
     }
@@ -317,7 +317,8 @@ TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
       absl::Status s = manager_->Prefetch(buffers[i] + offset, 8 * kMiB, Tier::kDevice, nullptr);
       ASSERT_TRUE(s.ok()) << s;
       ASSERT_CU(kernels_.Check(buffers[i] + offset, 8 * kMiB / 4,
-                               i * 100 + static_cast<uint32_t>(offset >> 20), mismatches_, nullptr));
+                               i * 100 + static_cast<uint32_t>(offset >> 20), mismatches_,
+                               nullptr));
       s = manager_->Prefetch(buffers[i] + offset, 8 * kMiB, Tier::kHost, nullptr);
       ASSERT_TRUE(s.ok()) << s;  // host is full: guarded chunks go on to NVMe
     }
@@ -348,7 +349,8 @@ TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
   ASSERT_TRUE(p.ok()) << p.status();
   for (size_t offset = 0; offset < 24 * kMiB; offset += 8 * kMiB) {
     ASSERT_TRUE(manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr).ok());
-    ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20), nullptr));
+    ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20),
+                            nullptr));
   }
   ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kNvme, nullptr).ok());
   absl::Status full = manager_->Prefetch(*p + 8 * kMiB, 8 * kMiB, Tier::kNvme, nullptr);

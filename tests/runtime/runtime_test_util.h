@@ -14,20 +14,20 @@
 
 #include "runtime/driver_api.h"
 
-#define ASSERT_CU(call)                                       \
-  do {                                                        \
-    CUresult r_ = (call);                                     \
-    const char* n_ = "?";                                     \
-    cuGetErrorName(r_, &n_);                                  \
-    ASSERT_EQ(r_, CUDA_SUCCESS) << #call << " -> " << n_;     \
+#define ASSERT_CU(call)                                   \
+  do {                                                    \
+    CUresult r_ = (call);                                 \
+    const char* n_ = "?";                                 \
+    cuGetErrorName(r_, &n_);                              \
+    ASSERT_EQ(r_, CUDA_SUCCESS) << #call << " -> " << n_; \
   } while (0)
 
-#define EXPECT_CU(call)                                       \
-  do {                                                        \
-    CUresult r_ = (call);                                     \
-    const char* n_ = "?";                                     \
-    cuGetErrorName(r_, &n_);                                  \
-    EXPECT_EQ(r_, CUDA_SUCCESS) << #call << " -> " << n_;     \
+#define EXPECT_CU(call)                                   \
+  do {                                                    \
+    CUresult r_ = (call);                                 \
+    const char* n_ = "?";                                 \
+    cuGetErrorName(r_, &n_);                              \
+    EXPECT_EQ(r_, CUDA_SUCCESS) << #call << " -> " << n_; \
   } while (0)
 
 namespace spillway::testing {

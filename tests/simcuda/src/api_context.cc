@@ -103,8 +103,8 @@ SIMCUDA_API CUresult cuCtxCreate_v4(CUcontext* out, CUctxCreateParams* /*params*
                                     unsigned int flags, CUdevice dev) {
   return CreateContext(out, flags, dev);
 }
-SIMCUDA_API CUresult cuCtxCreate_v3(CUcontext* out, CUexecAffinityParam* /*params*/,
-                                    int /*count*/, unsigned int flags, CUdevice dev) {
+SIMCUDA_API CUresult cuCtxCreate_v3(CUcontext* out, CUexecAffinityParam* /*params*/, int /*count*/,
+                                    unsigned int flags, CUdevice dev) {
   return CreateContext(out, flags, dev);
 }
 SIMCUDA_API CUresult cuCtxCreate_v2(CUcontext* out, unsigned int flags, CUdevice dev) {

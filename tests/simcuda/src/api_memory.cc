@@ -20,8 +20,7 @@ uintptr_t Address(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 bool IsPinnedHost(const void* p, size_t bytes) {
   HostRange range;
-  return Memory().LookupHost(Address(p), &range) &&
-         Address(p) + bytes <= range.base + range.size;
+  return Memory().LookupHost(Address(p), &range) && Address(p) + bytes <= range.base + range.size;
 }
 
 // Memory a device can address: the device window, or page-locked host memory (UVA).
@@ -62,8 +61,8 @@ CUresult CopyDtoD(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream s, bo
   return Copy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes, s, pt, y);
 }
 
-CUresult Set(CUdeviceptr dst, unsigned value, unsigned element_size, size_t count,
-             CUstream handle, bool per_thread, Sync sync) {
+CUresult Set(CUdeviceptr dst, unsigned value, unsigned element_size, size_t count, CUstream handle,
+             bool per_thread, Sync sync) {
   Context* ctx = nullptr;
   if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
   if (count == 0) return CUDA_SUCCESS;
@@ -94,7 +93,7 @@ PointerFacts Facts(CUdeviceptr ptr) {
   RangeInfo info;
   HostRange host;
   if (Memory().Lookup(ptr, &info)) {
-    f = PointerFacts{true,       true,     info.base,       info.size,   info.device,
+    f = PointerFacts{true,         true,     info.base,       info.size,   info.device,
                      info.managed, info.vmm, info.accessible, info.context};
   } else if (Memory().LookupHost(ptr, &host)) {
     f = PointerFacts{true, false, host.base, host.size, 0, false, false, true};
@@ -113,13 +112,14 @@ CUresult WriteAttribute(CUpointer_attribute attribute, void* data, CUdeviceptr p
   switch (attribute) {
     case CU_POINTER_ATTRIBUTE_CONTEXT:
       // The context it was allocated in; VMM and host memory belong to no single one.
-      Put(data, !f.known        ? CUcontext{nullptr}
-                : f.context     ? static_cast<CUcontext>(f.context)
-                                : reinterpret_cast<CUcontext>(CurrentContext()));
+      Put(data, !f.known    ? CUcontext{nullptr}
+                : f.context ? static_cast<CUcontext>(f.context)
+                            : reinterpret_cast<CUcontext>(CurrentContext()));
       return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
       Put<unsigned>(data, !f.known ? 0u
-                          : static_cast<unsigned>(f.device ? CU_MEMORYTYPE_DEVICE : CU_MEMORYTYPE_HOST));
+                                   : static_cast<unsigned>(f.device ? CU_MEMORYTYPE_DEVICE
+                                                                    : CU_MEMORYTYPE_HOST));
       return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
       Put<CUdeviceptr>(data, f.known ? ptr : 0);
@@ -289,7 +289,9 @@ SIMCUDA_API CUresult cuMemHostAlloc(void** pp, size_t bytes, unsigned int flags)
   return Memory().AllocHost(bytes, flags, pp);
 }
 
-SIMCUDA_API CUresult cuMemAllocHost_v2(void** pp, size_t bytes) { return cuMemHostAlloc(pp, bytes, 0); }
+SIMCUDA_API CUresult cuMemAllocHost_v2(void** pp, size_t bytes) {
+  return cuMemHostAlloc(pp, bytes, 0);
+}
 
 SIMCUDA_API CUresult cuMemFreeHost(void* p) {
   Context* ctx = nullptr;
@@ -359,7 +361,8 @@ SIMCUDA_API CUresult cuMemGetAllocationGranularity(size_t* granularity,
                                                    CUmemAllocationGranularity_flags option) {
   if (granularity == nullptr || prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = EnterInit(); r != CUDA_SUCCESS) return r;
-  if (option != CU_MEM_ALLOC_GRANULARITY_MINIMUM && option != CU_MEM_ALLOC_GRANULARITY_RECOMMENDED) {
+  if (option != CU_MEM_ALLOC_GRANULARITY_MINIMUM &&
+      option != CU_MEM_ALLOC_GRANULARITY_RECOMMENDED) {
     return CUDA_ERROR_INVALID_VALUE;
   }
   *granularity = Memory().granularity();
@@ -437,8 +440,7 @@ SIMCUDA_COPY_PAIR(cuMemcpyHtoD_v2, cuMemcpyHtoD_v2_ptds,
                   (CUdeviceptr dst, const void* src, size_t n),
                   CopyHtoD(dst, src, n, nullptr, false, Sync::kSynchronous),
                   CopyHtoD(dst, src, n, nullptr, true, Sync::kSynchronous))
-SIMCUDA_COPY_PAIR(cuMemcpyDtoH_v2, cuMemcpyDtoH_v2_ptds,
-                  (void* dst, CUdeviceptr src, size_t n),
+SIMCUDA_COPY_PAIR(cuMemcpyDtoH_v2, cuMemcpyDtoH_v2_ptds, (void* dst, CUdeviceptr src, size_t n),
                   CopyDtoH(dst, src, n, nullptr, false, Sync::kSynchronous),
                   CopyDtoH(dst, src, n, nullptr, true, Sync::kSynchronous))
 SIMCUDA_COPY_PAIR(cuMemcpyDtoD_v2, cuMemcpyDtoD_v2_ptds,
@@ -448,8 +450,8 @@ SIMCUDA_COPY_PAIR(cuMemcpyDtoD_v2, cuMemcpyDtoD_v2_ptds,
 SIMCUDA_COPY_PAIR(cuMemcpy, cuMemcpy_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n),
                   Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, nullptr,
                        false, Sync::kSynchronous),
-                  Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, nullptr,
-                       true, Sync::kSynchronous))
+                  Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, nullptr, true,
+                       Sync::kSynchronous))
 SIMCUDA_COPY_PAIR(cuMemcpyHtoDAsync_v2, cuMemcpyHtoDAsync_v2_ptsz,
                   (CUdeviceptr dst, const void* src, size_t n, CUstream s),
                   CopyHtoD(dst, src, n, s, false, Sync::kAsync),
@@ -462,12 +464,10 @@ SIMCUDA_COPY_PAIR(cuMemcpyDtoDAsync_v2, cuMemcpyDtoDAsync_v2_ptsz,
                   (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
                   CopyDtoD(dst, src, n, s, false, Sync::kAsync),
                   CopyDtoD(dst, src, n, s, true, Sync::kAsync))
-SIMCUDA_COPY_PAIR(cuMemcpyAsync, cuMemcpyAsync_ptsz,
-                  (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
-                  Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, s, false,
-                       Sync::kAsync),
-                  Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, s, true,
-                       Sync::kAsync))
+SIMCUDA_COPY_PAIR(
+    cuMemcpyAsync, cuMemcpyAsync_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
+    Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, s, false, Sync::kAsync),
+    Copy(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), n, s, true, Sync::kAsync))
 
 SIMCUDA_COPY_PAIR(cuMemsetD8_v2, cuMemsetD8_v2_ptds, (CUdeviceptr dst, unsigned char v, size_t n),
                   Set(dst, v, 1, n, nullptr, false, Sync::kSynchronous),
@@ -481,10 +481,13 @@ SIMCUDA_COPY_PAIR(cuMemsetD32_v2, cuMemsetD32_v2_ptds, (CUdeviceptr dst, unsigne
                   Set(dst, v, 4, n, nullptr, true, Sync::kSynchronous))
 SIMCUDA_COPY_PAIR(cuMemsetD8Async, cuMemsetD8Async_ptsz,
                   (CUdeviceptr dst, unsigned char v, size_t n, CUstream s),
-                  Set(dst, v, 1, n, s, false, Sync::kAsync), Set(dst, v, 1, n, s, true, Sync::kAsync))
+                  Set(dst, v, 1, n, s, false, Sync::kAsync),
+                  Set(dst, v, 1, n, s, true, Sync::kAsync))
 SIMCUDA_COPY_PAIR(cuMemsetD16Async, cuMemsetD16Async_ptsz,
                   (CUdeviceptr dst, unsigned short v, size_t n, CUstream s),
-                  Set(dst, v, 2, n, s, false, Sync::kAsync), Set(dst, v, 2, n, s, true, Sync::kAsync))
+                  Set(dst, v, 2, n, s, false, Sync::kAsync),
+                  Set(dst, v, 2, n, s, true, Sync::kAsync))
 SIMCUDA_COPY_PAIR(cuMemsetD32Async, cuMemsetD32Async_ptsz,
                   (CUdeviceptr dst, unsigned int v, size_t n, CUstream s),
-                  Set(dst, v, 4, n, s, false, Sync::kAsync), Set(dst, v, 4, n, s, true, Sync::kAsync))
+                  Set(dst, v, 4, n, s, false, Sync::kAsync),
+                  Set(dst, v, 4, n, s, true, Sync::kAsync))

@@ -51,7 +51,8 @@ CUresult ImageSize(const void* image, size_t* size) {
   const auto* base = static_cast<const unsigned char*>(image);
   for (int i = 0; i < header->e_phnum; ++i) {
     Elf64_Phdr ph;
-    std::memcpy(&ph, base + header->e_phoff + static_cast<size_t>(i) * header->e_phentsize, sizeof(ph));
+    std::memcpy(&ph, base + header->e_phoff + static_cast<size_t>(i) * header->e_phentsize,
+                sizeof(ph));
     end = std::max<size_t>(end, ph.p_offset + ph.p_filesz);
   }
   *size = end;
@@ -113,7 +114,8 @@ CUresult LoadImage(const void* image, CUmodule* out) {
 CUresult GetFunction(Module* module, const char* name, Function** out) {
   std::string params_name = std::string(name) + "__simcuda_params";
   auto entry = reinterpret_cast<simcuda_kernel_fn>(dlsym(module->library, name));
-  auto* params = static_cast<const unsigned long long*>(dlsym(module->library, params_name.c_str()));
+  auto* params =
+      static_cast<const unsigned long long*>(dlsym(module->library, params_name.c_str()));
   if (entry == nullptr || params == nullptr) return CUDA_ERROR_NOT_FOUND;
   std::lock_guard<std::mutex> lock(Driver::Get().mu);
   for (Function* f : module->functions) {
@@ -250,10 +252,16 @@ SIMCUDA_API CUresult cuFuncGetAttribute(int* value, CUfunction_attribute attribu
   Function* function = nullptr;
   if (CUresult r = CheckFunction(f, &function); r != CUDA_SUCCESS) return r;
   switch (attribute) {
-    case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = 1024; break;
+    case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
+      *value = 1024;
+      break;
     case CU_FUNC_ATTRIBUTE_PTX_VERSION:
-    case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *value = 90; break;
-    default: *value = 0; break;
+    case CU_FUNC_ATTRIBUTE_BINARY_VERSION:
+      *value = 90;
+      break;
+    default:
+      *value = 0;
+      break;
   }
   return CUDA_SUCCESS;
 }
@@ -295,8 +303,8 @@ SIMCUDA_API CUresult cuKernelGetParamInfo(CUkernel kernel, size_t index, size_t*
   return ParamInfo(reinterpret_cast<CUfunction>(kernel), index, offset, size);
 }
 
-#define SIMCUDA_LAUNCH_PARAMS                                                               \
-  (CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,          \
+#define SIMCUDA_LAUNCH_PARAMS                                                              \
+  (CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,       \
    unsigned int by, unsigned int bz, unsigned int shared_bytes, CUstream s, void** params, \
    void** extra)
 
@@ -320,10 +328,10 @@ SIMCUDA_API CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, un
                                                CUstream s, void** params) {
   return Launch(f, gx, gy, gz, bx, by, bz, shared_bytes, s, params, nullptr, false);
 }
-SIMCUDA_API CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx,
-                                                    unsigned int gy, unsigned int gz,
-                                                    unsigned int bx, unsigned int by,
-                                                    unsigned int bz, unsigned int shared_bytes,
-                                                    CUstream s, void** params) {
+SIMCUDA_API CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy,
+                                                    unsigned int gz, unsigned int bx,
+                                                    unsigned int by, unsigned int bz,
+                                                    unsigned int shared_bytes, CUstream s,
+                                                    void** params) {
   return Launch(f, gx, gy, gz, bx, by, bz, shared_bytes, s, params, nullptr, true);
 }

@@ -127,7 +127,8 @@ CUresult Record(CUevent event_handle, CUstream handle, bool per_thread) {
     }
   }
   CompletionRef done;
-  CUresult r = Submit(stream, WorkKind::kHost, [] {}, &done);
+  CUresult r = Submit(
+      stream, WorkKind::kHost, [] {}, &done);
   if (r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lock(Driver::Get().mu);
   event->recorded = done;
@@ -204,8 +205,8 @@ CUresult IsCapturing(CUstream handle, CUstreamCaptureStatus* status, bool per_th
   return CUDA_SUCCESS;
 }
 
-CUresult CaptureInfo(CUstream handle, CUstreamCaptureStatus* status, cuuint64_t* id,
-                     CUgraph* graph, const CUgraphNode** deps, size_t* count, bool per_thread) {
+CUresult CaptureInfo(CUstream handle, CUstreamCaptureStatus* status, cuuint64_t* id, CUgraph* graph,
+                     const CUgraphNode** deps, size_t* count, bool per_thread) {
   if (CUresult r = IsCapturing(handle, status, per_thread); r != CUDA_SUCCESS) return r;
   Context* ctx = nullptr;
   Stream* stream = nullptr;
@@ -222,7 +223,8 @@ CUresult CaptureInfo(CUstream handle, CUstreamCaptureStatus* status, cuuint64_t*
 
 SIMCUDA_API CUresult cuStreamCreate(CUstream* out, unsigned int flags) {
   if (out == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (flags != CU_STREAM_DEFAULT && flags != CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
+  if (flags != CU_STREAM_DEFAULT && flags != CU_STREAM_NON_BLOCKING)
+    return CUDA_ERROR_INVALID_VALUE;
   Context* ctx = nullptr;
   if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
   auto* stream = new Stream(ctx, flags, /*legacy=*/false);
@@ -235,7 +237,8 @@ SIMCUDA_API CUresult cuStreamCreate(CUstream* out, unsigned int flags) {
   return CUDA_SUCCESS;
 }
 
-SIMCUDA_API CUresult cuStreamCreateWithPriority(CUstream* out, unsigned int flags, int /*priority*/) {
+SIMCUDA_API CUresult cuStreamCreateWithPriority(CUstream* out, unsigned int flags,
+                                                int /*priority*/) {
   return cuStreamCreate(out, flags);
 }
 
@@ -254,8 +257,8 @@ SIMCUDA_API CUresult cuStreamDestroy_v2(CUstream handle) {
   return CUDA_SUCCESS;
 }
 
-#define SIMCUDA_STREAM_PAIR(NAME, PARAMS, CALL_ARGS)                              \
-  SIMCUDA_API CUresult NAME PARAMS { return Impl_##NAME CALL_ARGS(false); }       \
+#define SIMCUDA_STREAM_PAIR(NAME, PARAMS, CALL_ARGS)                        \
+  SIMCUDA_API CUresult NAME PARAMS { return Impl_##NAME CALL_ARGS(false); } \
   SIMCUDA_API CUresult NAME##_ptsz PARAMS { return Impl_##NAME CALL_ARGS(true); }
 
 namespace {
@@ -345,9 +348,8 @@ auto Impl_cuStreamAddCallback(CUstream s, CUstreamCallback callback, void* user,
     Stream* stream = nullptr;
     if (CUresult r = Enter(s, pt, &ctx, &stream); r != CUDA_SUCCESS) return r;
     CUstream as_handle = s;
-    return Submit(stream, WorkKind::kHost, [=] {
-      callback(as_handle, ctx->sticky.load(std::memory_order_acquire), user);
-    });
+    return Submit(stream, WorkKind::kHost,
+                  [=] { callback(as_handle, ctx->sticky.load(std::memory_order_acquire), user); });
   };
 }
 }  // namespace
@@ -381,7 +383,8 @@ SIMCUDA_STREAM_PAIR(cuStreamAddCallback,
 
 SIMCUDA_API CUresult cuEventCreate(CUevent* out, unsigned int flags) {
   if (out == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  constexpr unsigned kKnown = CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS;
+  constexpr unsigned kKnown =
+      CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS;
   if (flags & ~kKnown) return CUDA_ERROR_INVALID_VALUE;
   Context* ctx = nullptr;
   if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
@@ -531,15 +534,15 @@ SIMCUDA_API CUresult cuStreamWriteValue32_v2(CUstream s, CUdeviceptr addr, cuuin
                                              unsigned int flags) {
   return WriteValue<cuuint32_t>(s, addr, value, flags, false);
 }
-SIMCUDA_API CUresult cuStreamWriteValue32_v2_ptsz(CUstream s, CUdeviceptr addr,
-                                                  cuuint32_t value, unsigned int flags) {
+SIMCUDA_API CUresult cuStreamWriteValue32_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint32_t value,
+                                                  unsigned int flags) {
   return WriteValue<cuuint32_t>(s, addr, value, flags, true);
 }
 SIMCUDA_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr addr, cuuint64_t value,
                                              unsigned int flags) {
   return WriteValue<cuuint64_t>(s, addr, value, flags, false);
 }
-SIMCUDA_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr addr,
-                                                  cuuint64_t value, unsigned int flags) {
+SIMCUDA_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint64_t value,
+                                                  unsigned int flags) {
   return WriteValue<cuuint64_t>(s, addr, value, flags, true);
 }

@@ -45,8 +45,8 @@ CUresult DeviceMemory::Init(const Config& config) {
   capacity_ = config.device_memory;
   granularity_ = config.granularity;
   used_.assign(config.device_count, 0);
-  void* window = mmap(nullptr, kWindowBytes, PROT_NONE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* window =
+      mmap(nullptr, kWindowBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (window == MAP_FAILED) {
     std::fprintf(stderr, "simcuda: cannot reserve the device address window: %s\n",
                  std::strerror(errno));
@@ -75,8 +75,7 @@ size_t DeviceMemory::used(int device) {
   return device >= 0 && device < static_cast<int>(used_.size()) ? used_[device] : 0;
 }
 
-CUresult DeviceMemory::CarveVa(size_t size, size_t alignment, uintptr_t hint,
-                               uintptr_t* out) {
+CUresult DeviceMemory::CarveVa(size_t size, size_t alignment, uintptr_t hint, uintptr_t* out) {
   if (alignment == 0) alignment = kPage;
   auto take = [&](std::map<uintptr_t, size_t>::iterator it, uintptr_t start) {
     uintptr_t block = it->first;
@@ -146,8 +145,7 @@ PhysicalHandle* DeviceMemory::FindHandle(CUmemGenericAllocationHandle handle) {
   return handles_.count(p) ? p : nullptr;
 }
 
-bool DeviceMemory::MapPhysical(uintptr_t address, size_t size, PhysicalHandle* handle,
-                               int prot) {
+bool DeviceMemory::MapPhysical(uintptr_t address, size_t size, PhysicalHandle* handle, int prot) {
   void* at = mmap(reinterpret_cast<void*>(address), size, prot, MAP_SHARED | MAP_FIXED,
                   physical_fd_, static_cast<off_t>(handle->offset));
   return at != MAP_FAILED;
@@ -203,8 +201,7 @@ CUresult DeviceMemory::Free(CUdeviceptr address) {
   return CUDA_SUCCESS;
 }
 
-CUresult DeviceMemory::Reserve(size_t size, size_t alignment, CUdeviceptr hint,
-                               CUdeviceptr* out) {
+CUresult DeviceMemory::Reserve(size_t size, size_t alignment, CUdeviceptr hint, CUdeviceptr* out) {
   if (out == nullptr || size == 0 || size % granularity_ != 0) return CUDA_ERROR_INVALID_VALUE;
   if (alignment != 0 && (alignment & (alignment - 1)) != 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(mu_);
@@ -320,8 +317,8 @@ CUresult DeviceMemory::Map(CUdeviceptr address, size_t size, size_t offset,
   return CUDA_SUCCESS;
 }
 
-std::vector<std::map<uintptr_t, DeviceMemory::Mapping>::iterator>
-DeviceMemory::CoveringMappings(uintptr_t address, size_t size) {
+std::vector<std::map<uintptr_t, DeviceMemory::Mapping>::iterator> DeviceMemory::CoveringMappings(
+    uintptr_t address, size_t size) {
   std::vector<std::map<uintptr_t, Mapping>::iterator> covering;
   uintptr_t at = address;
   auto it = mappings_.find(address);
@@ -397,7 +394,7 @@ bool DeviceMemory::Lookup(uintptr_t address, RangeInfo* out) {
     --a;
     if (address < a->first + a->second.size) {
       *out = RangeInfo{a->first, a->second.size, a->second.device, a->second.managed,
-                       false,    true,          a->second.context};
+                       false,    true,           a->second.context};
       return true;
     }
   }
@@ -406,8 +403,8 @@ bool DeviceMemory::Lookup(uintptr_t address, RangeInfo* out) {
     --m;
     if (address < m->first + m->second.size) {
       const PhysicalHandle* h = m->second.handle;
-      *out = RangeInfo{m->first, m->second.size, h->on_device ? h->device : 0, false, true,
-                       (m->second.prot & PROT_READ) != 0};
+      *out = RangeInfo{m->first, m->second.size, h->on_device ? h->device : 0,
+                       false,    true,           (m->second.prot & PROT_READ) != 0};
       return true;
     }
   }

@@ -44,8 +44,8 @@ struct RangeInfo {
   size_t size = 0;
   int device = 0;
   bool managed = false;
-  bool vmm = false;        // a cuMemMap mapping (else a cuMemAlloc allocation)
-  bool accessible = false; // mapped with read access
+  bool vmm = false;         // a cuMemMap mapping (else a cuMemAlloc allocation)
+  bool accessible = false;  // mapped with read access
   void* context = nullptr;  // cuMemAlloc: the context it was allocated in
 };
 
@@ -73,18 +73,15 @@ class DeviceMemory {
   // VMM.
   CUresult Reserve(size_t size, size_t alignment, CUdeviceptr hint, CUdeviceptr* out);
   CUresult FreeReservation(CUdeviceptr address, size_t size);
-  CUresult Create(size_t size, const CUmemAllocationProp* prop,
-                  CUmemGenericAllocationHandle* out);
+  CUresult Create(size_t size, const CUmemAllocationProp* prop, CUmemGenericAllocationHandle* out);
   CUresult Release(CUmemGenericAllocationHandle handle);
   CUresult Retain(CUmemGenericAllocationHandle* out, void* address);
   CUresult GetProperties(CUmemAllocationProp* out, CUmemGenericAllocationHandle handle);
   CUresult Map(CUdeviceptr address, size_t size, size_t offset,
                CUmemGenericAllocationHandle handle);
   CUresult Unmap(CUdeviceptr address, size_t size);
-  CUresult SetAccess(CUdeviceptr address, size_t size, const CUmemAccessDesc* desc,
-                     size_t count);
-  CUresult GetAccess(unsigned long long* flags, const CUmemLocation* location,
-                     CUdeviceptr address);
+  CUresult SetAccess(CUdeviceptr address, size_t size, const CUmemAccessDesc* desc, size_t count);
+  CUresult GetAccess(unsigned long long* flags, const CUmemLocation* location, CUdeviceptr address);
 
   bool Lookup(uintptr_t address, RangeInfo* out);
   // True when [address, address+bytes) is device VA backed by device-located memory. A
@@ -110,8 +107,8 @@ class DeviceMemory {
     int prot = 0;
   };
   struct Allocation {
-    size_t size = 0;       // requested bytes
-    size_t mapped = 0;     // page-rounded bytes backed
+    size_t size = 0;    // requested bytes
+    size_t mapped = 0;  // page-rounded bytes backed
     int device = 0;
     bool managed = false;
     PhysicalHandle* handle = nullptr;
@@ -127,7 +124,7 @@ class DeviceMemory {
   void MakeInaccessible(uintptr_t address, size_t size);
   // Mappings covering [address, address+size) exactly and contiguously, or empty.
   std::vector<std::map<uintptr_t, Mapping>::iterator> CoveringMappings(uintptr_t address,
-                                                                      size_t size);
+                                                                       size_t size);
 
   std::mutex mu_;
   uintptr_t window_ = 0;
@@ -136,13 +133,13 @@ class DeviceMemory {
   size_t granularity_ = 0;
   int physical_fd_ = -1;
   size_t physical_next_ = 0;
-  std::vector<size_t> used_;                         // GUARDED_BY(mu_), per device
-  std::map<uintptr_t, size_t> free_va_;              // GUARDED_BY(mu_)
-  std::map<uintptr_t, Reservation> reservations_;    // GUARDED_BY(mu_)
-  std::map<uintptr_t, Mapping> mappings_;            // GUARDED_BY(mu_)
-  std::map<uintptr_t, Allocation> allocations_;      // GUARDED_BY(mu_)
-  std::map<uintptr_t, HostRange> host_;              // GUARDED_BY(mu_)
-  std::map<PhysicalHandle*, bool> handles_;          // GUARDED_BY(mu_), live handles
+  std::vector<size_t> used_;                       // GUARDED_BY(mu_), per device
+  std::map<uintptr_t, size_t> free_va_;            // GUARDED_BY(mu_)
+  std::map<uintptr_t, Reservation> reservations_;  // GUARDED_BY(mu_)
+  std::map<uintptr_t, Mapping> mappings_;          // GUARDED_BY(mu_)
+  std::map<uintptr_t, Allocation> allocations_;    // GUARDED_BY(mu_)
+  std::map<uintptr_t, HostRange> host_;            // GUARDED_BY(mu_)
+  std::map<PhysicalHandle*, bool> handles_;        // GUARDED_BY(mu_), live handles
 };
 
 }  // namespace simcuda

@@ -36,11 +36,11 @@ class Stream;
 
 struct Config {
   size_t device_memory = size_t{8} << 30;  // SIMCUDA_DEVICE_MEMORY
-  int device_count = 1;                     // SIMCUDA_DEVICES
-  size_t granularity = size_t{2} << 20;     // SIMCUDA_GRANULARITY
-  double h2d_bytes_per_s = 0;               // SIMCUDA_H2D_GBPS (0 = unmodelled)
-  double d2h_bytes_per_s = 0;               // SIMCUDA_D2H_GBPS
-  int host_numa_id = 0;                     // SIMCUDA_HOST_NUMA_ID
+  int device_count = 1;                    // SIMCUDA_DEVICES
+  size_t granularity = size_t{2} << 20;    // SIMCUDA_GRANULARITY
+  double h2d_bytes_per_s = 0;              // SIMCUDA_H2D_GBPS (0 = unmodelled)
+  double d2h_bytes_per_s = 0;              // SIMCUDA_D2H_GBPS
+  int host_numa_id = 0;                    // SIMCUDA_HOST_NUMA_ID
 };
 
 struct Context {
@@ -64,7 +64,16 @@ struct Device {
   Context* primary = nullptr;  // created on first retain, kept (reset keeps the object)
 };
 
-enum class HandleKind { kContext, kStream, kEvent, kModule, kFunction, kGraph, kGraphNode, kGraphExec };
+enum class HandleKind {
+  kContext,
+  kStream,
+  kEvent,
+  kModule,
+  kFunction,
+  kGraph,
+  kGraphNode,
+  kGraphExec
+};
 
 class Driver {
  public:
@@ -93,7 +102,7 @@ class Driver {
   Config config_;
   std::mutex handles_mu_;
   std::unordered_set<const void*> handles_[8];  // GUARDED_BY(handles_mu_)
-  std::vector<const void*> retired_;             // GUARDED_BY(handles_mu_)
+  std::vector<const void*> retired_;            // GUARDED_BY(handles_mu_)
 };
 
 // The calling thread's current context (top of its context stack), or null.

@@ -29,8 +29,8 @@ struct Graph {
 
 struct GraphExec {
   Context* ctx = nullptr;
-  Graph* source = nullptr;    // for mapping nodes of the source graph to our copies
-  std::vector<Work> works;    // one per source node, same order
+  Graph* source = nullptr;  // for mapping nodes of the source graph to our copies
+  std::vector<Work> works;  // one per source node, same order
 };
 
 // Appends work to the graph being captured by `stream`. REQUIRES: Driver::mu held.

@@ -63,8 +63,7 @@ const Variant* Newest(const char* base, int version, Kind kind, bool* base_known
 }  // namespace
 
 SIMCUDA_API CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version,
-                                         cuuint64_t flags,
-                                         CUdriverProcAddressQueryResult* status) {
+                                         cuuint64_t flags, CUdriverProcAddressQueryResult* status) {
   if (symbol == nullptr || pfn == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (cuda_version > CUDA_VERSION || cuda_version <= 0) return CUDA_ERROR_INVALID_VALUE;
   if (flags > (CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM)) {
@@ -81,14 +80,13 @@ SIMCUDA_API CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cud
   if (chosen == nullptr) chosen = Newest(symbol, cuda_version, Kind::DEFAULT, &known);
   void* address = chosen != nullptr ? OwnSymbol(chosen->symbol) : nullptr;
   if (status != nullptr) {
-    *status = address != nullptr ? CU_GET_PROC_ADDRESS_SUCCESS
+    *status = address != nullptr             ? CU_GET_PROC_ADDRESS_SUCCESS
               : (known && chosen == nullptr) ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
                                              : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
   }
   *pfn = address;
   return CUDA_SUCCESS;
 }
-
 
 SIMCUDA_API CUresult cuGetExportTable(const void** table, const CUuuid* /*id*/) {
   // Private NVIDIA tables do not exist here; callers must cope, as they do with old drivers.

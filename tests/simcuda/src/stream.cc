@@ -175,8 +175,8 @@ bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src,
     return copy(0, bytes);
   }
   const Config& config = Driver::Get().config();
-  double rate = direction == CopyDirection::kHostToDevice ? config.h2d_bytes_per_s
-                                                          : config.d2h_bytes_per_s;
+  double rate =
+      direction == CopyDirection::kHostToDevice ? config.h2d_bytes_per_s : config.d2h_bytes_per_s;
   CopyEngine& engine = Engine(device, direction);
   std::lock_guard<std::mutex> lock(engine.mu);
   if (rate <= 0) return copy(0, bytes);

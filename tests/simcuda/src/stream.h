@@ -36,8 +36,8 @@ struct Graph;
 // Marks the end of one operation. Shared by the stream that runs it and by events and
 // other streams that wait for it.
 struct Completion {
-  bool done = false;       // GUARDED_BY(CompletionMutex())
-  double time_ms = 0;      // steady clock at completion, for cuEventElapsedTime
+  bool done = false;   // GUARDED_BY(CompletionMutex())
+  double time_ms = 0;  // steady clock at completion, for cuEventElapsedTime
 };
 using CompletionRef = std::shared_ptr<Completion>;
 
@@ -85,15 +85,15 @@ class Stream {
   const bool legacy_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Op> queue_;       // GUARDED_BY(mu_)
-  CompletionRef last_;         // GUARDED_BY(mu_)
-  bool retired_ = false;       // GUARDED_BY(mu_)
-  bool started_ = false;       // GUARDED_BY(mu_)
+  std::deque<Op> queue_;  // GUARDED_BY(mu_)
+  CompletionRef last_;    // GUARDED_BY(mu_)
+  bool retired_ = false;  // GUARDED_BY(mu_)
+  bool started_ = false;  // GUARDED_BY(mu_)
 };
 
 struct Event {
   unsigned flags = 0;
-  CompletionRef recorded;  // GUARDED_BY(Driver::mu); null until first record
+  CompletionRef recorded;          // GUARDED_BY(Driver::mu); null until first record
   Graph* capture_graph = nullptr;  // set when recorded on a capturing stream
 };
 

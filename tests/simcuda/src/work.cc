@@ -38,8 +38,7 @@ CUresult MakeKernelWork(CUfunction f, const unsigned grid[3], const unsigned blo
     if (kernel_params != nullptr) {
       for (size_t i = 0; i < function->sizes.size(); ++i) {
         if (kernel_params[i] == nullptr) return CUDA_ERROR_INVALID_VALUE;
-        std::memcpy(out->args.data() + function->offsets[i], kernel_params[i],
-                    function->sizes[i]);
+        std::memcpy(out->args.data() + function->offsets[i], kernel_params[i], function->sizes[i]);
       }
     } else if (extra != nullptr) {
       const void* buffer = nullptr;

@@ -85,8 +85,7 @@ using Work = std::variant<KernelWork, CopyWork, SetWork, HostWork>;
 
 // Builds kernel work from either launch form; checks the launch as cuLaunchKernel does.
 CUresult MakeKernelWork(CUfunction f, const unsigned grid[3], const unsigned block[3],
-                        unsigned shared_bytes, void** kernel_params, void** extra,
-                        KernelWork* out);
+                        unsigned shared_bytes, void** kernel_params, void** extra, KernelWork* out);
 
 // Runs one work item on the calling (stream worker) thread. Returns false on a fault.
 bool Execute(int device, const Work& work);

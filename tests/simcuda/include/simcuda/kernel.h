@@ -37,8 +37,8 @@ typedef void (*simcuda_kernel_fn)(const simcuda_launch* launch, void** params);
 }  // extern "C"
 #endif
 
-#define SIMCUDA_PP_NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, \
-                          _16, N, ...)                                                      \
+#define SIMCUDA_PP_NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, \
+                          N, ...)                                                                \
   N
 #define SIMCUDA_PP_NARGS(...) \
   SIMCUDA_PP_NARGS_(__VA_ARGS__, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
@@ -56,24 +56,25 @@ typedef void (*simcuda_kernel_fn)(const simcuda_launch* launch, void** params);
 //   SIMCUDA_KERNEL(vec_add, sizeof(float*), sizeof(const float*), sizeof(int)) {
 //     float* out = *(float**)params[0]; ...
 //   }
-#define SIMCUDA_KERNEL(NAME, ...)                                                        \
-  SIMCUDA_EXTERN_C __attribute__((visibility("default"))) const unsigned long long        \
-      NAME##__simcuda_params[] = {SIMCUDA_PP_NARGS(__VA_ARGS__), __VA_ARGS__};            \
-  SIMCUDA_EXTERN_C __attribute__((visibility("default"))) void NAME(                      \
+#define SIMCUDA_KERNEL(NAME, ...)                                                     \
+  SIMCUDA_EXTERN_C __attribute__((visibility("default")))                             \
+  const unsigned long long NAME##__simcuda_params[] = {SIMCUDA_PP_NARGS(__VA_ARGS__), \
+                                                       __VA_ARGS__};                  \
+  SIMCUDA_EXTERN_C __attribute__((visibility("default"))) void NAME(                  \
       const simcuda_launch* launch __attribute__((unused)), void** params __attribute__((unused)))
 
-#define SIMCUDA_KERNEL0(NAME)                                                             \
-  SIMCUDA_EXTERN_C __attribute__((visibility("default"))) const unsigned long long        \
-      NAME##__simcuda_params[] = {0};                                                     \
-  SIMCUDA_EXTERN_C __attribute__((visibility("default"))) void NAME(                      \
+#define SIMCUDA_KERNEL0(NAME)                                        \
+  SIMCUDA_EXTERN_C __attribute__((visibility("default")))            \
+  const unsigned long long NAME##__simcuda_params[] = {0};           \
+  SIMCUDA_EXTERN_C __attribute__((visibility("default"))) void NAME( \
       const simcuda_launch* launch __attribute__((unused)), void** params __attribute__((unused)))
 
 // Parameter i of the current launch, as type T.
 #define SIMCUDA_PARAM(T, i) (*(T*)params[i])
 
 // Total threads in the launch, and a loop over their flat global index.
-#define SIMCUDA_NUM_THREADS(launch)                                                   \
-  ((unsigned long long)(launch)->grid[0] * (launch)->grid[1] * (launch)->grid[2] *     \
+#define SIMCUDA_NUM_THREADS(launch)                                                \
+  ((unsigned long long)(launch)->grid[0] * (launch)->grid[1] * (launch)->grid[2] * \
    (launch)->block[0] * (launch)->block[1] * (launch)->block[2])
 #define SIMCUDA_FOR_EACH_THREAD(launch, idx) \
   for (unsigned long long idx = 0; idx < SIMCUDA_NUM_THREADS(launch); ++idx)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Runs every benchmark of a build and collects their JSON and tables in one folder.
+#   scripts/run-benchmarks.sh [BUILD_DIR]      (default: build)
+# Results: BUILD_DIR/bench-results/*.json and summary.txt. Benchmarks are never part of
+# `make test`: they measure, they do not pass or fail.
+set -euo pipefail
+build=${1:-build}
+out="$build/bench-results"
+mkdir -p "$out"
+summary="$out/summary.txt"
+: > "$summary"
+
+run() {
+  local name=$1
+  shift
+  echo "== $name" | tee -a "$summary"
+  if ! "$@" 2>&1 | tee -a "$summary"; then
+    echo "   ($name failed)" | tee -a "$summary"
+  fi
+  echo | tee -a "$summary"
+}
+
+bin="$build/bench"
+run "mover: host<->device moves vs memcpy (unpaced link)" \
+  "$bin/mover_bench" --bytes 512M --json "$out/mover_bench.json"
+run "mover: host<->device moves vs a 8 GB/s modelled link" \
+  "$bin/mover_bench" --bytes 256M --link-gbps 8 --json "$out/mover_bench_link8.json"
+run "allocation map: lookup cost with 10^5 live allocations" \
+  "$bin/allocation_map_bench" --benchmark_out="$out/allocation_map_bench.json" \
+  --benchmark_out_format=json
+spill_dir=$(mktemp -d "${TMPDIR:-/tmp}/spillway-bench-XXXXXX")
+trap 'rm -rf "$spill_dir"' EXIT
+run "NVMe store vs fio (same file system, block size and queue depth)" \
+  "$bin/nvme_store_bench" --dir "$spill_dir" --json "$out/nvme_store_bench.json"
+echo "results in $out (summary: $summary)"
