@@ -560,6 +560,56 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
   return SubmitPlan(plan, stream);
 }
 
+absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, CUstream stream) {
+  std::vector<AllocationMap::Hit> hits;
+  size_t managed = map_.FindMany(words, &hits);
+  if (managed == 0) return size_t{0};
+  // Each allocation once, whichever of its addresses the arguments hold: a kernel given
+  // any pointer into it may reach all of it.
+  absl::flat_hash_set<CUdeviceptr> done;
+  for (const AllocationMap::Hit& hit : hits) {
+    if (hit.allocation == nullptr || !done.insert(hit.base).second) continue;
+    size_t size = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!allocations_.contains(hit.allocation)) continue;
+      size = hit.allocation->size;
+    }
+    absl::Status status = Prefetch(hit.base, size, Tier::kDevice, stream, FetchReason::kOnDemand);
+    if (status.code() == absl::StatusCode::kResourceExhausted) {
+      // Larger than what HBM can give it now: the kernel reads it where it is, over the
+      // link; only chunks outside mapped memory must come back.
+      SPW_LOG(kDebug, "launch: allocation at {:#x} ({} bytes) stays partly in host memory: {}",
+              hit.base, size, std::string(status.message()));
+      status = MakeMapped(hit.base, size, stream);
+    }
+    if (!status.ok()) return status;
+  }
+  return managed;
+}
+
+absl::Status Manager::MakeMapped(CUdeviceptr base, size_t size, CUstream stream) {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(base);
+  if (!hit) return absl::NotFoundError("freed meanwhile");
+  Allocation* allocation = hit->allocation;
+  WaitIdle(allocation, 0, allocation->chunks.size() - 1);
+  if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+  Plan plan;
+  plan.streams.insert(stream);
+  absl::Status status;
+  for (Chunk& chunk : allocation->chunks) {
+    if (status.ok() && chunk.tier == Tier::kNvme) status = PlanToHost(&chunk, plan);
+  }
+  if (!status.ok()) {
+    UndoPlan(plan);
+    return status;
+  }
+  for (Chunk& chunk : allocation->chunks) Touch(chunk, stream);
+  (void)size;
+  return SubmitPlan(plan, stream);
+}
+
 void Manager::Drain() { mover_->WaitForAll(); }
 
 absl::StatusOr<std::vector<Tier>> Manager::Placement(CUdeviceptr address, size_t bytes) {

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -99,6 +100,13 @@ class Manager {
   // work queued on `stream`; later work on `stream` sees them there.
   absl::Status Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,
                         FetchReason reason = FetchReason::kPrefetch);
+  // For a kernel launch about to be queued on `stream`: every managed allocation one of
+  // `words` points into is brought to HBM for that launch (fetches counted on demand),
+  // or, when it cannot fit, at least into mapped memory (a guarded chunk on NVMe comes
+  // back to host memory), where the kernel reaches it over the link. Its chunks are then
+  // in use by `stream`: later moves wait for the launch. Returns how many words were
+  // managed pointers.
+  absl::StatusOr<size_t> PrepareLaunch(std::span<const uintptr_t> words, CUstream stream);
   // Blocks until every move submitted so far is done.
   void Drain();
 
@@ -123,6 +131,8 @@ class Manager {
   absl::Status PlanToHost(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PlanToNvme(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Claim(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings the allocation's chunks that are on NVMe back into host memory.
+  absl::Status MakeMapped(CUdeviceptr base, size_t size, CUstream stream) ABSL_LOCKS_EXCLUDED(mu_);
   // Submits a planned job; its chunks are marked moving until it commits.
   absl::Status SubmitPlan(Plan& plan, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Commit(MoveJob& job, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);

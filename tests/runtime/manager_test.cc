@@ -256,6 +256,35 @@ TEST_F(ManagerTest, RandomisedStressKeepsEveryByteAndNeverFaults) {
   EXPECT_EQ(stats.device_bytes + stats.host_bytes, 0u);
 }
 
+TEST_F(ManagerTest, PrepareLaunchBringsEveryPointedToAllocationIn) {
+  auto a = manager_->Allocate(6 * kMiB, nullptr, kAdviceCold);  // starts in host memory
+  auto b = manager_->Allocate(4 * kMiB, nullptr, kAdviceCold);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_CU(kernels_.Fill(*a, 6 * kMiB / 4, 11, nullptr));
+  // An interior pointer to `a`, a size, a flag word and nothing of `b`'s.
+  const uintptr_t words[] = {*a + 4 * kMiB + 8, 6 * kMiB / 4, 0x1};
+  auto managed = manager_->PrepareLaunch(words, nullptr);
+  ASSERT_TRUE(managed.ok()) << managed.status();
+  EXPECT_EQ(*managed, 1u);
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*a, 6 * kMiB / 4, 11, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+  EXPECT_THAT(*manager_->Placement(*a, 6 * kMiB), Each(Tier::kDevice));  // all of it
+  EXPECT_THAT(*manager_->Placement(*b, 4 * kMiB), Each(Tier::kHost));    // untouched
+  EXPECT_EQ(manager_->Stats().fetches_on_demand, 3u);
+}
+
+TEST_F(ManagerTest, PrepareLaunchOfMoreThanHbmLeavesTheRestReadableOverTheLink) {
+  auto big = manager_->Allocate(48 * kMiB, nullptr, kAdviceCold);  // HBM limit is 32 MiB
+  ASSERT_TRUE(big.ok());
+  ASSERT_CU(kernels_.Fill(*big, 48 * kMiB / 4, 12, nullptr));
+  const uintptr_t words[] = {*big};
+  ASSERT_TRUE(manager_->PrepareLaunch(words, nullptr).ok());
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*big, 48 * kMiB / 4, 12, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
 // The NVMe tier: a spill directory on the real file system, io_uring and O_DIRECT.
 class ManagerNvmeTest : public ManagerTest {
  protected:
@@ -361,6 +390,28 @@ TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
     absl::Status s = manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr);
     ASSERT_TRUE(s.ok()) << s;
     ASSERT_CU(kernels_.Check(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20),
+                             mismatches_, nullptr));
+  }
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
+  Start(/*host_limit=*/64 * kMiB, /*nvme_limit=*/128 * kMiB);
+  auto p = manager_->Allocate(40 * kMiB, nullptr, kAdviceGuarded);  // more than HBM (16 MiB)
+  ASSERT_TRUE(p.ok());
+  for (size_t offset = 0; offset < 40 * kMiB; offset += 8 * kMiB) {
+    ASSERT_TRUE(manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr).ok());
+    ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, 60 + static_cast<uint32_t>(offset >> 20),
+                            nullptr));
+  }
+  ASSERT_TRUE(manager_->Prefetch(*p, 40 * kMiB, Tier::kNvme, nullptr).ok());
+  const uintptr_t words[] = {*p + 100};
+  ASSERT_TRUE(manager_->PrepareLaunch(words, nullptr).ok());
+  manager_->Drain();
+  for (Tier t : *manager_->Placement(*p, 40 * kMiB)) EXPECT_NE(t, Tier::kNvme);
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  for (size_t offset = 0; offset < 40 * kMiB; offset += 8 * kMiB) {
+    ASSERT_CU(kernels_.Check(*p + offset, 8 * kMiB / 4, 60 + static_cast<uint32_t>(offset >> 20),
                              mismatches_, nullptr));
   }
   EXPECT_EQ(Mismatches(), 0u);
