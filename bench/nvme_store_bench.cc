@@ -248,7 +248,9 @@ struct Measurement {
 double CpuSeconds(int who = RUSAGE_SELF) {
   struct rusage usage {};
   getrusage(who, &usage);
-  auto s = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+  auto s = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
   return s(usage.ru_utime) + s(usage.ru_stime);
 }
 
@@ -301,6 +303,7 @@ absl::StatusOr<StoreSession> OpenStore(const Flags& flags, const std::vector<cha
   info->tmpfile = (*store)->uses_o_tmpfile();
   if (flags.register_buffers) {
     std::vector<iovec> iov;
+    iov.reserve(buffers.size());
     for (char* b : buffers) iov.push_back({b, flags.segment});
     const absl::Status s = (*store)->RegisterBuffers(iov);
     info->registration = s.ok() ? "on" : absl::StrCat("failed: ", s.message());
@@ -472,17 +475,18 @@ int Main(int argc, char** argv) {
   }
 
   const std::string fs = FileSystemName(flags.dir);
+  const auto kib = [](uint64_t bytes) { return static_cast<double>(bytes) / 1024; };
   printf(
       "NVMe store vs fio: %s (%s), %.0f MiB per run, block %.0f KiB, queue depth %u, "
       "%d runs (median)\n",
-      flags.dir.c_str(), fs.c_str(), flags.bytes / double(kMiB), flags.block / 1024.0, flags.qd,
+      flags.dir.c_str(), fs.c_str(), kib(flags.bytes) / 1024, kib(flags.block), flags.qd,
       flags.runs);
   printf("store: direct-I/O alignment %zu (%s), %s, registered buffers %s, %s pages\n",
          info.alignment, info.alignment_from_statx ? "statx" : "fallback",
          info.tmpfile ? "O_TMPFILE" : "mkstemp+unlink", info.registration.c_str(),
          flags.hugepages ? "2 MiB (MADV_HUGEPAGE)" : "4 KiB");
   printf("store: transfers of %.0f KiB, %zu in flight (fio: requests of %.0f KiB, %u in flight)\n",
-         flags.segment / 1024.0, buffers.size(), flags.block / 1024.0, flags.qd);
+         kib(flags.segment), buffers.size(), kib(flags.block), flags.qd);
   // Median: typical; best: what each can reach (noise only ever slows a run down).
   printf("%-6s %11s %11s %9s   %11s %11s %9s   %14s %14s\n", "", "store MB/s", "fio MB/s",
          "store/fio", "best store", "best fio", "best/best", "store CPU s/GiB", "fio CPU s/GiB");

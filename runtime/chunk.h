@@ -64,6 +64,7 @@ struct Allocation {
   size_t reserved = 0;  // the VA reservation: size rounded up to whole chunks
   int device = 0;
   uint32_t advice = 0;
+  bool escaped = false;  // its pointer left the runtime's sight: never guarded again
   std::vector<Chunk> chunks;
   bool guarded() const { return advice & kAdviceGuarded; }
   bool clean_after_fetch() const { return advice & (kAdviceWeights | kAdviceReadMostly); }

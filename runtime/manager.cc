@@ -99,7 +99,7 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
     if (!store.ok()) return store.status();
     manager->nvme_ = std::move(*store);
   }
-  auto mover = Mover::Create(config.device, config.chunk_bytes, manager->nvme_.get());
+  auto mover = Mover::Create(config.device, config.chunk_bytes, manager->nvme_.get(), numa);
   if (!mover.ok()) return mover.status();
   manager->mover_ = std::move(*mover);
   return manager;
@@ -275,6 +275,7 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
   }
   Allocation* allocation = hit->allocation;
   if (set) {
+    if (allocation->escaped) advice &= ~kAdviceGuarded;
     allocation->advice |= advice;
   } else {
     allocation->advice &= ~advice;
@@ -626,6 +627,59 @@ absl::StatusOr<std::vector<Tier>> Manager::Placement(CUdeviceptr address, size_t
 }
 
 bool Manager::Owns(CUdeviceptr address) const { return map_.Find(address).has_value(); }
+
+std::optional<Manager::Range> Manager::Find(CUdeviceptr address) const {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(address);
+  if (!hit || !allocations_.contains(hit->allocation)) return std::nullopt;
+  return Range{hit->base, hit->allocation->size};
+}
+
+void Manager::FindAllocations(std::span<const uintptr_t> words,
+                              std::vector<CUdeviceptr>* bases) const {
+  constexpr size_t kBlock = 1024;  // bounds the scratch vector for large copies
+  std::vector<AllocationMap::Hit> hits;
+  const size_t first_new = bases->size();
+  for (size_t at = 0; at < words.size(); at += kBlock) {
+    std::span<const uintptr_t> block = words.subspan(at, std::min(kBlock, words.size() - at));
+    if (map_.FindMany(block, &hits) == 0) continue;
+    for (const AllocationMap::Hit& hit : hits) {
+      if (hit.allocation == nullptr) continue;
+      if (std::find(bases->begin() + first_new, bases->end(), hit.base) == bases->end()) {
+        bases->push_back(hit.base);
+      }
+    }
+  }
+}
+
+absl::Status Manager::MarkEscaped(CUdeviceptr address, CUstream stream) {
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  bool on_nvme = false;
+  {
+    absl::MutexLock lock(&mu_);
+    std::optional<AllocationMap::Hit> hit = map_.Find(address);
+    if (!hit) return absl::NotFoundError(absl::StrCat("0x", absl::Hex(address), " is not managed"));
+    Allocation* allocation = hit->allocation;
+    if (allocation->escaped) return absl::OkStatus();
+    // A spill in flight would land on NVMe after the flag is cleared: let it finish first.
+    WaitIdle(allocation, 0, allocation->chunks.size() - 1);
+    if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+    allocation->escaped = true;
+    allocation->advice &= ~kAdviceGuarded;
+    for (const Chunk& chunk : allocation->chunks) on_nvme = on_nvme || chunk.tier == Tier::kNvme;
+    base = allocation->base;
+    size = allocation->size;
+  }
+  if (!on_nvme) return absl::OkStatus();
+  SPW_LOG(kDebug, "allocation at {:#x} escaped while partly on NVMe: bringing it back", base);
+  absl::Status status = MakeMapped(base, size, stream);
+  // Work on streams the runtime does not know of may follow the hidden pointer: wait for
+  // the read-back rather than rely on the gate of `stream` alone.
+  Drain();
+  if (status.ok()) status = LastMoveStatus();
+  return status;
+}
 
 absl::Status Manager::LastMoveStatus() {
   absl::MutexLock lock(&mu_);

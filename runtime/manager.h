@@ -29,8 +29,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -113,6 +115,19 @@ class Manager {
   // Where each chunk of the range is (for tests and tools), in order.
   absl::StatusOr<std::vector<Tier>> Placement(CUdeviceptr address, size_t bytes);
   bool Owns(CUdeviceptr address) const;
+  // The managed allocation holding `address`: its base and the size it was asked for.
+  struct Range {
+    CUdeviceptr base = 0;
+    size_t size = 0;
+  };
+  std::optional<Range> Find(CUdeviceptr address) const;
+  // Appends to `*bases` the base of each managed allocation one of `words` points into (each
+  // once per call). For scanning data copied to the device (interposer: pointer escape).
+  void FindAllocations(std::span<const uintptr_t> words, std::vector<CUdeviceptr>* bases) const;
+  // The allocation holding `address` had its pointer written where the runtime cannot see
+  // it (device memory, a captured graph): it is no longer guarded, never will be again, and
+  // is back in mapped memory (ordered before later work on `stream`) when this returns.
+  absl::Status MarkEscaped(CUdeviceptr address, CUstream stream);
   ManagerStats Stats();
   // The outcome of the latest move (a failed copy or remap leaves chunks where they were).
   absl::Status LastMoveStatus();

@@ -86,9 +86,10 @@ struct MoveJob {
 
 class Mover {
  public:
-  // `nvme` may be null (no NVMe tier); it must outlive the mover.
+  // `nvme` may be null (no NVMe tier); it must outlive the mover. Staging buffers are
+  // placed on `numa_node` (the GPU's nearest; < 0: wherever the kernel puts them).
   static absl::StatusOr<std::unique_ptr<Mover>> Create(int device, size_t chunk_bytes,
-                                                       NvmeStore* nvme);
+                                                       NvmeStore* nvme, int numa_node);
   ~Mover();  // drains every submitted job first
 
   // Hands a job over; returns its sequence number. Streams that are not valid any more
@@ -107,7 +108,7 @@ class Mover {
 
   Mover(int device, size_t chunk_bytes, NvmeStore* nvme)
       : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}
-  absl::Status CreateStaging();
+  absl::Status CreateStaging(int numa_node);
   void Run();
   absl::Status Execute(MoveJob& job);
   absl::Status CopyOut(MoveJob& job);

@@ -572,7 +572,7 @@ void NvmeStore::FailOpLocked(Op* op, absl::Status status) {
 }
 
 void NvmeStore::BreakLocked(absl::Status status) {
-  if (broken_.ok()) broken_ = status;
+  if (broken_.ok()) broken_ = std::move(status);
   std::deque<Op*> pending = std::move(pending_);
   pending_.clear();
   for (Op* op : pending) FailOpLocked(op, broken_);

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/driver_api.h"
+#include "runtime/mover.h"  // NowNs
 
 namespace spillway {
 
@@ -50,7 +51,9 @@ absl::StatusOr<PhysicalChunk> PhysicalPool::Take() {
     ++in_use_;
     return chunk;
   }
-  if (created_ >= limit_chunks_ || exhausted_) {
+  constexpr int64_t kRetryNs = 100'000'000;  // 100 ms
+  bool refused_recently = refused_at_ns_ != 0 && NowNs() - refused_at_ns_ < kRetryNs;
+  if (created_ >= limit_chunks_ || refused_recently) {
     return absl::ResourceExhaustedError(
         absl::StrCat(name_, " pool is full (", created_, " chunks of ", chunk_bytes_, " bytes)"));
   }
@@ -68,8 +71,8 @@ absl::StatusOr<PhysicalChunk> PhysicalPool::Take() {
   PhysicalChunk chunk;
   CUresult r = Driver().cuMemCreate(&chunk.handle, chunk_bytes_, &prop, 0);
   if (r == CUDA_ERROR_OUT_OF_MEMORY) {
-    // The device (or host) has less than the configured limit: the pool ends here.
-    exhausted_ = true;
+    // The device (or host) has less than the configured limit: the pool ends here for now.
+    refused_at_ns_ = NowNs();
     return absl::ResourceExhaustedError(
         absl::StrCat(name_, " pool: the driver has no more memory after ", created_, " chunks"));
   }
@@ -104,7 +107,7 @@ size_t PhysicalPool::in_use_chunks() const {
 
 size_t PhysicalPool::free_chunks() const {
   absl::MutexLock lock(&mu_);
-  return exhausted_ ? free_.size() : free_.size() + (limit_chunks_ - created_);
+  return refused_at_ns_ != 0 ? free_.size() : free_.size() + (limit_chunks_ - created_);
 }
 
 }  // namespace spillway

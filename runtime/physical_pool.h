@@ -74,7 +74,10 @@ class PhysicalPool {
   size_t created_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<PhysicalChunk> free_ ABSL_GUARDED_BY(mu_);
   size_t in_use_ ABSL_GUARDED_BY(mu_) = 0;
-  bool exhausted_ ABSL_GUARDED_BY(mu_) = false;  // the driver refused a handle: stop trying
+  // When the driver last refused a handle (0: never). The device may have less memory
+  // than the limit (the application holds the rest); asking again at every take would
+  // cost a failing driver call per move, so the pool waits a while before it retries.
+  int64_t refused_at_ns_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace spillway

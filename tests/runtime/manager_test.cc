@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <chrono>
 #include <random>
 #include <string>
 #include <thread>
@@ -186,6 +187,41 @@ TEST_F(ManagerTest, OutOfEveryTierIsAClearErrorAndLosesNothing) {
   ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
   ASSERT_CU(kernels_.Check(*keep, 16 * kMiB / 4, 9, mismatches_, nullptr));
   EXPECT_EQ(Mismatches(), 0u);
+}
+
+// The device has less free memory than the HBM limit (the application holds the rest):
+// the pool stops where the driver does, new data goes to host memory, nothing fails.
+TEST(ManagerDriverLimitTest, HbmPoolStopsWhereTheDriverRunsOutAndRecovers) {
+  StartSimulatedDevice("64M");
+  TestKernels kernels;
+  kernels.Load();
+  CUdeviceptr plain = 0;
+  ASSERT_CU(cuMemAlloc(&plain, 40 * kMiB));  // leaves 24 MiB of the 64 MiB device
+  ManagerConfig config;
+  config.chunk_bytes = kChunk;
+  config.hbm_limit_bytes = 60 * kMiB;
+  config.host_limit_bytes = 256 * kMiB;
+  auto manager = Manager::Create(config);
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  auto p = (*manager)->Allocate(48 * kMiB, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ManagerStats stats = (*manager)->Stats();
+  EXPECT_LE(stats.device_bytes, 24 * kMiB);
+  EXPECT_GT(stats.host_bytes, 0u);
+  ASSERT_CU(kernels.Fill(*p, 48 * kMiB / 4, 21, nullptr));
+  // Moves still work inside what the driver gave.
+  ASSERT_TRUE((*manager)->Prefetch(*p + 32 * kMiB, 16 * kMiB, Tier::kDevice, nullptr).ok());
+  std::vector<uint32_t> words(48 * kMiB / 4);
+  ASSERT_CU(cuMemcpyDtoH(words.data(), *p, 48 * kMiB));
+  for (size_t w = 0; w < words.size(); w += 4093) ASSERT_EQ(words[w], Pattern(21, w));
+  // Once the application frees its memory, the pool grows again (after its back-off).
+  ASSERT_CU(cuMemFree(plain));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  auto q = (*manager)->Allocate(16 * kMiB, nullptr);
+  ASSERT_TRUE(q.ok());
+  EXPECT_THAT(*(*manager)->Placement(*q, 16 * kMiB), Each(Tier::kDevice));
+  manager->reset();
+  EXPECT_EQ(cuCtxSynchronize(), CUDA_SUCCESS);
 }
 
 // Many allocations of random sizes, moved at random by threads on their own streams;
@@ -408,7 +444,9 @@ TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
   const uintptr_t words[] = {*p + 100};
   ASSERT_TRUE(manager_->PrepareLaunch(words, nullptr).ok());
   manager_->Drain();
-  for (Tier t : *manager_->Placement(*p, 40 * kMiB)) EXPECT_NE(t, Tier::kNvme);
+  auto placement = manager_->Placement(*p, 40 * kMiB);  // named: the loop must not outlive it
+  ASSERT_TRUE(placement.ok());
+  for (Tier t : *placement) EXPECT_NE(t, Tier::kNvme);
   ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
   for (size_t offset = 0; offset < 40 * kMiB; offset += 8 * kMiB) {
     ASSERT_CU(kernels_.Check(*p + offset, 8 * kMiB / 4, 60 + static_cast<uint32_t>(offset >> 20),

@@ -199,6 +199,8 @@ bool DropCapabilities(std::initializer_list<int> caps) {
 // ---------------------------------------------------------------------------------------
 // ExtentAllocator, without a file
 
+constexpr uint64_t kUnit = 4096;
+
 struct GrowRecorder {
   std::vector<std::pair<uint64_t, uint64_t>> calls;
   absl::Status next = absl::OkStatus();
@@ -212,39 +214,39 @@ struct GrowRecorder {
 
 TEST(NvmeExtentAllocatorTest, BestFitCoalescesAndGrowsOnlyByWhatIsMissing) {
   GrowRecorder grow;
-  ExtentAllocator alloc(4096, 1 << 30, grow.fn());
-  auto a = alloc.Allocate(4096);
-  auto b = alloc.Allocate(3 * 4096);
+  ExtentAllocator alloc(kUnit, uint64_t{1} << 30, grow.fn());
+  auto a = alloc.Allocate(kUnit);
+  auto b = alloc.Allocate(3 * kUnit);
   auto c = alloc.Allocate(1);  // rounded up to one unit
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  EXPECT_EQ(*a, (Extent{0, 4096}));
-  EXPECT_EQ(*b, (Extent{4096, 3 * 4096}));
-  EXPECT_EQ(*c, (Extent{4 * 4096, 4096}));
-  EXPECT_EQ(alloc.bytes_used(), 5 * 4096u);
-  EXPECT_EQ(alloc.bytes_reserved(), 5 * 4096u);
+  EXPECT_EQ(*a, (Extent{0, kUnit}));
+  EXPECT_EQ(*b, (Extent{kUnit, 3 * kUnit}));
+  EXPECT_EQ(*c, (Extent{4 * kUnit, kUnit}));
+  EXPECT_EQ(alloc.bytes_used(), 5 * kUnit);
+  EXPECT_EQ(alloc.bytes_reserved(), 5 * kUnit);
   EXPECT_EQ(grow.calls.size(), 3u);
 
   // Freeing a and b leaves one coalesced 4-unit hole at 0.
   ASSERT_TRUE(alloc.Free(*b).ok());
   ASSERT_TRUE(alloc.Free(*a).ok());
   EXPECT_EQ(alloc.free_extent_count(), 1u);
-  EXPECT_EQ(alloc.largest_free_extent(), 4 * 4096u);
+  EXPECT_EQ(alloc.largest_free_extent(), 4 * kUnit);
 
   // Best fit: a 2-unit request takes the front of the hole, no growth.
-  auto d = alloc.Allocate(2 * 4096);
+  auto d = alloc.Allocate(2 * kUnit);
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(*d, (Extent{0, 2 * 4096}));
+  EXPECT_EQ(*d, (Extent{0, 2 * kUnit}));
   EXPECT_EQ(grow.calls.size(), 3u);
 
   // Free the tail extent: the hole at the end [4, 5) plus [2, 4) coalesce; a 4-unit
   // request then grows the file by exactly 1 unit and starts at unit 2.
   ASSERT_TRUE(alloc.Free(*c).ok());
   EXPECT_EQ(alloc.free_extent_count(), 1u);
-  auto e = alloc.Allocate(4 * 4096);
+  auto e = alloc.Allocate(4 * kUnit);
   ASSERT_TRUE(e.ok());
-  EXPECT_EQ(*e, (Extent{2 * 4096, 4 * 4096}));
+  EXPECT_EQ(*e, (Extent{2 * kUnit, 4 * kUnit}));
   ASSERT_EQ(grow.calls.size(), 4u);
-  EXPECT_EQ(grow.calls.back(), (std::pair<uint64_t, uint64_t>{5 * 4096, 6 * 4096}));
+  EXPECT_EQ(grow.calls.back(), (std::pair<uint64_t, uint64_t>{5 * kUnit, 6 * kUnit}));
 }
 
 TEST(NvmeExtentAllocatorTest, DoubleAndForeignFreesAreDetected) {
@@ -265,24 +267,24 @@ TEST(NvmeExtentAllocatorTest, DoubleAndForeignFreesAreDetected) {
 
 TEST(NvmeExtentAllocatorTest, LimitAndFailedGrowthChangeNothing) {
   GrowRecorder grow;
-  ExtentAllocator alloc(4096, 16 * 4096, grow.fn());
-  auto a = alloc.Allocate(10 * 4096);
+  ExtentAllocator alloc(kUnit, 16 * kUnit, grow.fn());
+  auto a = alloc.Allocate(10 * kUnit);
   ASSERT_TRUE(a.ok());
-  auto over = alloc.Allocate(7 * 4096);
+  auto over = alloc.Allocate(7 * kUnit);
   EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(over.status().message(), HasSubstr("limit"));
 
   grow.next = absl::ResourceExhaustedError("disk full");
-  auto full = alloc.Allocate(2 * 4096);
+  auto full = alloc.Allocate(2 * kUnit);
   EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(alloc.bytes_reserved(), 10 * 4096u);
-  EXPECT_EQ(alloc.bytes_used(), 10 * 4096u);
+  EXPECT_EQ(alloc.bytes_reserved(), 10 * kUnit);
+  EXPECT_EQ(alloc.bytes_used(), 10 * kUnit);
   EXPECT_TRUE(alloc.IsAllocated(*a));
 
   grow.next = absl::OkStatus();
-  auto fits = alloc.Allocate(6 * 4096);
+  auto fits = alloc.Allocate(6 * kUnit);
   ASSERT_TRUE(fits.ok());
-  EXPECT_EQ(fits->offset, 10 * 4096u);
+  EXPECT_EQ(fits->offset, 10 * kUnit);
 }
 
 TEST(NvmeExtentAllocatorTest, RandomisedExtentsNeverOverlapAndFullyCoalesce) {
@@ -292,7 +294,7 @@ TEST(NvmeExtentAllocatorTest, RandomisedExtentsNeverOverlapAndFullyCoalesce) {
   std::vector<Extent> live;
   for (int step = 0; step < 20000; ++step) {
     if (live.empty() || rng() % 3 != 0) {
-      auto e = alloc.Allocate(1 + rng() % (64 * 1024));
+      auto e = alloc.Allocate(1 + rng() % (uint64_t{64} << 10));
       ASSERT_TRUE(e.ok()) << e.status();
       live.push_back(*e);
     } else {
@@ -452,7 +454,7 @@ TEST(NvmeStoreTest, RoundTripIsByteExactForManySizesAndOffsets) {
                                      2 * a,
                                      3 * a,
                                      4096,
-                                     5 * 4096,
+                                     5 * size_t{4096},
                                      kMiB - a,
                                      kMiB,
                                      kMiB + a,
@@ -490,7 +492,7 @@ TEST(NvmeStoreTest, RoundTripIsByteExactForManySizesAndOffsets) {
 TEST(NvmeStoreTest, ManyInterleavedExtentsKeepTheirOwnData) {
   TempDir dir;
   NvmeStoreConfig config = Config(dir.path());
-  config.request_bytes = 256 * 1024;
+  config.request_bytes = size_t{256} << 10;
   auto store = OpenOrDie(config);
   ASSERT_NE(store, nullptr);
   const size_t unit = store->allocation_unit();
@@ -574,7 +576,7 @@ TEST(NvmeStoreTest, MisalignedOrOutOfRangeTransfersAreRejected) {
   auto extent = store->Allocate(kMiB);
   ASSERT_TRUE(extent.ok());
   Buffer buf(2 * kMiB);
-  const auto code = [](absl::Status s) { return s.code(); };
+  const auto code = [](const absl::Status& s) { return s.code(); };
   EXPECT_EQ(code(store->Write(*extent, 0, buf.data() + 1, a)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(store->Write(*extent, a / 2, buf.data(), a)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(store->Write(*extent, 0, buf.data(), a + 1)), absl::StatusCode::kInvalidArgument);
@@ -830,10 +832,10 @@ TEST(NvmeStoreTest, ReadErrorNamesTheFileOffsetAndOtherDataSurvives) {
 TEST(NvmeStoreTest, ShortTransfersAreContinued) {
   TempDir dir;
   NvmeStoreConfig config = Config(dir.path());
-  config.request_bytes = 512 * 1024;
+  config.request_bytes = size_t{512} << 10;
   // Report half of every full request as done: the store must submit the other half.
   config.completion_hook = [&](const NvmeIoCompletion& io, int result) {
-    const bool full_request = io.file_offset % (512 * 1024) == 0 && io.length == 512 * 1024;
+    const bool full_request = io.file_offset % (512 << 10) == 0 && io.length == (512 << 10);
     return full_request && result == static_cast<int>(io.length) ? result / 2 : result;
   };
   auto store = OpenOrDie(config);
@@ -856,11 +858,11 @@ TEST(NvmeStoreTest, ShortTransfersAreContinued) {
 TEST(NvmeStoreTest, AsyncReadsPipelineLikeTheMover) {
   TempDir dir;
   NvmeStoreConfig config = Config(dir.path());
-  config.request_bytes = 256 * 1024;
+  config.request_bytes = size_t{256} << 10;
   auto store = OpenOrDie(config);
   ASSERT_NE(store, nullptr);
   constexpr size_t kPiece = 2 * kMiB;
-  constexpr int kPieces = 12;
+  constexpr size_t kPieces = 12;
   auto extent = store->Allocate(kPiece * kPieces);
   ASSERT_TRUE(extent.ok());
   Buffer data(kPiece * kPieces);
@@ -870,20 +872,16 @@ TEST(NvmeStoreTest, AsyncReadsPipelineLikeTheMover) {
   // Two staging buffers: read piece k+1 while piece k is "copied to the device".
   Buffer staging0(kPiece), staging1(kPiece), device(kPiece * kPieces);
   char* staging[2] = {staging0.data(), staging1.data()};
-  NvmeStore::Ticket next;
-  {
-    auto t = store->ReadAsync(*extent, 0, staging[0], kPiece);
-    ASSERT_TRUE(t.ok());
-    next = *std::move(t);
-  }
-  for (int k = 0; k < kPieces; ++k) {
-    NvmeStore::Ticket current = std::move(next);
-    if (k + 1 < kPieces) {
-      auto t = store->ReadAsync(*extent, (k + 1) * kPiece, staging[(k + 1) % 2], kPiece);
-      ASSERT_TRUE(t.ok());
-      next = *std::move(t);
-    }
-    ASSERT_TRUE(store->Wait(std::move(current)).ok());
+  std::vector<NvmeStore::Ticket> tickets(kPieces);
+  auto start_read = [&](size_t k) {
+    auto t = store->ReadAsync(*extent, k * kPiece, staging[k % 2], kPiece);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tickets[k] = *std::move(t);
+  };
+  start_read(0);
+  for (size_t k = 0; k < kPieces; ++k) {
+    if (k + 1 < kPieces) start_read(k + 1);
+    ASSERT_TRUE(store->Wait(std::move(tickets[k])).ok());
     memcpy(device.data() + k * kPiece, staging[k % 2], kPiece);  // the "H2D copy"
   }
   EXPECT_TRUE(SameBytes(device.data(), data.data(), data.size()));
@@ -894,7 +892,7 @@ TEST(NvmeStoreTest, AsyncReadsPipelineLikeTheMover) {
   NvmeStore::Ticket ticket = *std::move(t);
   while (!store->Poll(ticket)) std::this_thread::yield();
   NvmeStore::Ticket copy = std::move(ticket);
-  EXPECT_FALSE(ticket.valid());
+  EXPECT_FALSE(ticket.valid());  // NOLINT(bugprone-use-after-move): moved-from is empty
   EXPECT_TRUE(store->Wait(std::move(copy)).ok());
   EXPECT_EQ(store->Wait(NvmeStore::Ticket()).code(), absl::StatusCode::kInvalidArgument);
 
@@ -909,7 +907,7 @@ TEST(NvmeStoreTest, AsyncReadsPipelineLikeTheMover) {
 TEST(NvmeStoreTest, ConcurrentReadsAndWritesFromManyThreads) {
   TempDir dir;
   NvmeStoreConfig config = Config(dir.path(), 512 * kMiB);
-  config.request_bytes = 256 * 1024;
+  config.request_bytes = size_t{256} << 10;
   config.queue_depth = 16;
   auto store = OpenOrDie(config);
   ASSERT_NE(store, nullptr);
@@ -917,6 +915,7 @@ TEST(NvmeStoreTest, ConcurrentReadsAndWritesFromManyThreads) {
   constexpr int kThreads = 8;
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937_64 rng(t);

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The exported `dlsym`, under both of glibc's symbol versions (GLIBC_2.2.5 for programs
+// linked before glibc 2.34, GLIBC_2.34 for newer ones: the loader binds a versioned
+// reference to whichever object defines that version first, and we come first).
+//
+// Libraries that dlopen("libcuda.so.1") and look the driver up with a handle never search
+// preloaded objects, so only this hook lets us hand them our wrappers (architecture.md,
+// "Hooking, precisely"). It does a table lookup and nothing else: no allocation, no lock,
+// no initialisation (a heavy dlsym deadlocks `import torch`, cuda-notes.md).
+//
+// RTLD_NEXT: glibc resolves it relative to the object its caller lives in, which it finds
+// from its return address. Any call from here would make that object libspillway.so. So
+// every lookup we do not answer ourselves leaves through a tail jump (assembly below): the
+// real dlsym runs with our caller's return address on the stack, exactly as if called
+// directly, and RTLD_NEXT, RTLD_DEFAULT and handle lookups all behave as without us. An
+// RTLD_NEXT lookup is never answered with a wrapper: its caller asked for the next
+// definition, not ours (a wrapper library layered over us, say).
+#include <dlfcn.h>
+
+#include <atomic>
+
+#include "interpose/hook_table.h"
+#include "interpose/real_dlsym.h"
+
+namespace spillway::interpose {
+namespace {
+
+void* DlsymUnavailable(void*, const char*) { return nullptr; }
+
+}  // namespace
+
+DlsymFn RealDlsym() {
+  static DlsymFn real = [] {
+    void* libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    void* fn = libc != nullptr ? dlvsym(libc, "dlsym", "GLIBC_2.34") : nullptr;
+    if (fn == nullptr && libc != nullptr) fn = dlvsym(libc, "dlsym", "GLIBC_2.2.5");
+    return reinterpret_cast<DlsymFn>(fn);
+  }();
+  return real;
+}
+
+}  // namespace spillway::interpose
+
+// Read by the assembly: where a forwarded dlsym jumps. Set by spw_dlsym_dispatch before it
+// returns null, so it is valid whenever the jump happens.
+extern "C" __attribute__((visibility("hidden"))) spillway::interpose::DlsymFn spw_real_dlsym =
+    nullptr;
+
+// Our answer for (handle, name), or null to forward to glibc.
+extern "C" __attribute__((visibility("hidden"))) void* spw_dlsym_dispatch(void* handle,
+                                                                          const char* name) {
+  using namespace spillway::interpose;
+  if (handle != RTLD_NEXT) {
+    if (void* hook = HookForSymbol(name); hook != nullptr) return hook;
+  }
+  if (spw_real_dlsym == nullptr) {
+    DlsymFn real = RealDlsym();
+    // Without glibc's dlsym every lookup fails, as a dlsym that finds nothing does.
+    __atomic_store_n(&spw_real_dlsym, real != nullptr ? real : &DlsymUnavailable,
+                     __ATOMIC_RELEASE);
+  }
+  return nullptr;
+}
+
+// spw_dlsym(handle, name): keeps the arguments, asks spw_dlsym_dispatch, returns its answer
+// or jumps (not calls) to glibc's dlsym with the arguments and return address untouched.
+#if defined(__x86_64__)
+asm(R"(
+  .text
+  .p2align 4
+  .globl spw_dlsym_2_2_5
+  .hidden spw_dlsym_2_2_5
+  .globl spw_dlsym_2_34
+  .hidden spw_dlsym_2_34
+  .type spw_dlsym_2_2_5, @function
+  .type spw_dlsym_2_34, @function
+spw_dlsym_2_2_5:
+spw_dlsym_2_34:
+  .cfi_startproc
+  pushq %rdi
+  .cfi_adjust_cfa_offset 8
+  pushq %rsi
+  .cfi_adjust_cfa_offset 8
+  subq $8, %rsp
+  .cfi_adjust_cfa_offset 8
+  call spw_dlsym_dispatch
+  addq $8, %rsp
+  .cfi_adjust_cfa_offset -8
+  popq %rsi
+  .cfi_adjust_cfa_offset -8
+  popq %rdi
+  .cfi_adjust_cfa_offset -8
+  testq %rax, %rax
+  jz 1f
+  ret
+1:
+  jmpq *spw_real_dlsym(%rip)
+  .cfi_endproc
+  .size spw_dlsym_2_2_5, .-spw_dlsym_2_2_5
+  .size spw_dlsym_2_34, .-spw_dlsym_2_34
+  .symver spw_dlsym_2_2_5, dlsym@GLIBC_2.2.5
+  .symver spw_dlsym_2_34, dlsym@@GLIBC_2.34
+)");
+#elif defined(__aarch64__)
+asm(R"(
+  .text
+  .p2align 4
+  .globl spw_dlsym_2_17
+  .hidden spw_dlsym_2_17
+  .globl spw_dlsym_2_34
+  .hidden spw_dlsym_2_34
+  .type spw_dlsym_2_17, %function
+  .type spw_dlsym_2_34, %function
+spw_dlsym_2_17:
+spw_dlsym_2_34:
+  stp x29, x30, [sp, #-32]!
+  mov x29, sp
+  stp x0, x1, [sp, #16]
+  bl spw_dlsym_dispatch
+  mov x2, x0
+  ldp x0, x1, [sp, #16]
+  ldp x29, x30, [sp], #32
+  cbz x2, 1f
+  mov x0, x2
+  ret
+1:
+  adrp x16, spw_real_dlsym
+  ldr x16, [x16, #:lo12:spw_real_dlsym]
+  br x16
+  .size spw_dlsym_2_17, .-spw_dlsym_2_17
+  .size spw_dlsym_2_34, .-spw_dlsym_2_34
+  .symver spw_dlsym_2_17, dlsym@GLIBC_2.17
+  .symver spw_dlsym_2_34, dlsym@@GLIBC_2.34
+)");
+#else
+#error "libspillway.so's dlsym hook is written for x86-64 and AArch64"
+#endif

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "interpose/interposer.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "interpose/hook_table.h"
+#include "runtime/log.h"
+#include "runtime/options.h"
+#include "runtime/runtime.h"
+
+namespace spillway::interpose {
+namespace {
+
+enum class State : int { kNotStarted, kOn, kOff };
+
+std::atomic<State> state{State::kNotStarted};
+absl::Mutex start_mu(absl::kConstInit);
+std::atomic<bool> any_managed{false};
+std::array<std::atomic<Manager*>, Runtime::kMaxDevices> managers{};
+
+// Contexts of managed allocations, for CU_POINTER_ATTRIBUTE_CONTEXT. Never destroyed (a
+// preloaded library cannot know which of its users' destructors run after it).
+absl::Mutex contexts_mu(absl::kConstInit);
+auto* contexts ABSL_PT_GUARDED_BY(contexts_mu) = new absl::flat_hash_map<CUdeviceptr, CUcontext>();
+
+// One write(2) per line: stdio may not be usable this early or this late.
+void WriteError(std::string_view line) {
+  std::string text = "spillway: " + std::string(line) + "\n";
+  ssize_t unused = write(2, text.data(), text.size());
+  (void)unused;
+}
+
+void WriteStatsAtExit() {
+  if (state.load(std::memory_order_acquire) != State::kOn) return;
+  if (absl::Status s = Runtime::Get().WriteStats(); !s.ok()) WriteError(s.message());
+}
+
+bool StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(start_mu) {
+  // The options first, on their own: their errors stop the program; the runtime's other
+  // failures (no usable device) only turn Spillway off.
+  absl::StatusOr<Options> options = LoadOptionsFromEnvironment();
+  if (!options.ok()) {
+    for (std::string_view line : absl::StrSplit(options.status().message(), '\n')) {
+      if (!line.empty()) WriteError(line);
+    }
+    _exit(1);
+  }
+  absl::Status status = Runtime::Get().Init();
+  if (!status.ok()) {
+    if (status.message().rfind("SPILLWAY_", 0) == 0) {  // SPILLWAY_LOG_FILE cannot be opened
+      WriteError(status.message());
+      _exit(1);
+    }
+    SPW_LOG(kWarn, "Spillway is off, calls go straight to the driver: {}",
+            std::string(status.message()));
+    return false;
+  }
+  std::atexit(&WriteStatsAtExit);
+  return true;
+}
+
+}  // namespace
+
+bool Start() {
+  State s = state.load(std::memory_order_acquire);
+  if (s != State::kNotStarted) return s == State::kOn;
+  absl::MutexLock lock(&start_mu);
+  s = state.load(std::memory_order_acquire);
+  if (s != State::kNotStarted) return s == State::kOn;
+  s = StartLocked() ? State::kOn : State::kOff;
+  state.store(s, std::memory_order_release);
+  return s == State::kOn;
+}
+
+bool AnyManaged() { return any_managed.load(std::memory_order_acquire); }
+
+Manager* ManagerForDevice(int device) {
+  if (device < 0 || device >= Runtime::kMaxDevices || !Start()) return nullptr;
+  if (Manager* m = managers[device].load(std::memory_order_acquire); m != nullptr) return m;
+  absl::StatusOr<Manager*> manager = Runtime::Get().ManagerFor(device);
+  if (!manager.ok()) {
+    SPW_LOG(kWarn, "device {}: allocations stay plain device memory: {}", device,
+            std::string(manager.status().message()));
+    return nullptr;
+  }
+  managers[device].store(*manager, std::memory_order_release);
+  any_managed.store(true, std::memory_order_release);
+  return *manager;
+}
+
+int CurrentDevice() {
+  auto get_device = SPW_REAL(cuCtxGetDevice);
+  CUdevice device = -1;
+  if (get_device == nullptr || get_device(&device) != CUDA_SUCCESS) return -1;
+  return device;
+}
+
+Manager* OwnerOf(CUdeviceptr address) {
+  if (!AnyManaged()) return nullptr;
+  for (auto& slot : managers) {
+    Manager* m = slot.load(std::memory_order_acquire);
+    if (m != nullptr && m->Owns(address)) return m;
+  }
+  return nullptr;
+}
+
+void RememberContext(CUdeviceptr base, CUcontext context) {
+  absl::MutexLock lock(&contexts_mu);
+  (*contexts)[base] = context;
+}
+
+CUcontext ContextOf(CUdeviceptr base) {
+  absl::MutexLock lock(&contexts_mu);
+  auto it = contexts->find(base);
+  return it == contexts->end() ? nullptr : it->second;
+}
+
+void ForgetContext(CUdeviceptr base) {
+  absl::MutexLock lock(&contexts_mu);
+  contexts->erase(base);
+}
+
+bool IsCapturing(CUstream stream, bool per_thread) {
+  auto query = per_thread ? SPW_REAL(cuStreamIsCapturing_ptsz) : SPW_REAL(cuStreamIsCapturing);
+  if (query == nullptr) return false;  // a driver without graphs captures nothing
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  // A failed query (a bad handle: the call itself will fail on it) queues nothing.
+  if (query(stream, &status) != CUDA_SUCCESS) return true;
+  return status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+CUresult ToCuResult(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return CUDA_SUCCESS;
+    case absl::StatusCode::kResourceExhausted:
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+      return CUDA_ERROR_INVALID_VALUE;
+    case absl::StatusCode::kFailedPrecondition:
+      return CUDA_ERROR_NOT_INITIALIZED;
+    case absl::StatusCode::kUnimplemented:
+      return CUDA_ERROR_NOT_SUPPORTED;
+    default:
+      return CUDA_ERROR_UNKNOWN;
+  }
+}
+
+CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool capturing) {
+  if (!AnyManaged() || words.empty()) return CUDA_SUCCESS;
+  for (auto& slot : managers) {
+    Manager* m = slot.load(std::memory_order_acquire);
+    if (m == nullptr) continue;
+    if (capturing) {
+      // A graph's replays are not seen yet (no graph hooks): what it may touch stays mapped.
+      std::vector<CUdeviceptr> bases;
+      m->FindAllocations(words, &bases);
+      for (CUdeviceptr base : bases) {
+        absl::Status s = m->MarkEscaped(base, nullptr);
+        if (!s.ok()) {
+          SPW_LOG(kError, "captured work uses {:#x}: {}", base, std::string(s.message()));
+          return ToCuResult(s);
+        }
+      }
+      continue;
+    }
+    absl::StatusOr<size_t> prepared = m->PrepareLaunch(words, stream);
+    if (!prepared.ok()) {
+      SPW_LOG(kError, "cannot make managed memory resident for work on stream {}: {}",
+              static_cast<void*>(stream), std::string(prepared.status().message()));
+      return ToCuResult(prepared.status());
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult NoteEscapes(const void* host, size_t bytes, CUstream stream) {
+  if (!AnyManaged() || host == nullptr || bytes < sizeof(uintptr_t)) return CUDA_SUCCESS;
+  // The aligned words inside [host, host + bytes): pointers stored by the program are aligned.
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(host) + 7) & ~uintptr_t{7};
+  uintptr_t end = (reinterpret_cast<uintptr_t>(host) + bytes) & ~uintptr_t{7};
+  if (end <= begin) return CUDA_SUCCESS;
+  std::span<const uintptr_t> words(reinterpret_cast<const uintptr_t*>(begin),
+                                   (end - begin) / sizeof(uintptr_t));
+  std::vector<CUdeviceptr> bases;
+  for (auto& slot : managers) {
+    Manager* m = slot.load(std::memory_order_acquire);
+    if (m == nullptr) continue;
+    bases.clear();
+    m->FindAllocations(words, &bases);
+    for (CUdeviceptr base : bases) {
+      SPW_LOG(kDebug, "pointer to {:#x} copied to the device: no longer guarded", base);
+      absl::Status s = m->MarkEscaped(base, stream);
+      if (!s.ok() && s.code() != absl::StatusCode::kNotFound) return ToCuResult(s);
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+void ResetAfterFork() {
+  // The child has one thread: this one. Locks other threads held at fork are still taken
+  // in its copy of memory, and the mover threads are gone. The child keeps running on the
+  // driver directly: the runtime's state (managers, their threads) is not usable here.
+  // Its copy of managed memory is that of the parent's mappings (CUDA itself is not usable
+  // in a fork child either unless it execs).
+  new (&start_mu) absl::Mutex(absl::kConstInit);
+  new (&contexts_mu) absl::Mutex(absl::kConstInit);
+  for (auto& slot : managers) slot.store(nullptr, std::memory_order_relaxed);
+  any_managed.store(false, std::memory_order_relaxed);
+  state.store(State::kOff, std::memory_order_release);
+}
+
+}  // namespace spillway::interpose

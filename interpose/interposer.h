@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// What the hooks share: the runtime, started lazily on the first hooked call that needs
+// it, and the managers of the devices, readable without a lock on the hot paths.
+//
+// Start-up: Start() reads SPILLWAY_* once. A bad value ends the process (status 1) with one
+// line per bad variable on stderr that names it: Spillway never runs on a default it chose
+// in place of a value it could not read. If the runtime cannot start for another reason
+// (no driver, a device without host-located VMM), the interposer steps aside: every hook
+// passes its call through, and the reason is logged once.
+//
+// Thread safety: every function may be called from any thread.
+#ifndef SPILLWAY_INTERPOSE_INTERPOSER_H_
+#define SPILLWAY_INTERPOSE_INTERPOSER_H_
+
+#include <cuda.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "runtime/manager.h"
+
+namespace spillway::interpose {
+
+// Starts the runtime once (see above). True if Spillway manages memory in this process.
+bool Start();
+
+// True once Start() succeeded and at least one allocation was ever managed: until then
+// copies and launches skip every lookup.
+bool AnyManaged();
+
+// The manager of `device`, created on first use; null if Spillway is off or it failed.
+Manager* ManagerForDevice(int device);
+
+// The device of the calling thread's current context, or -1 if none is current.
+int CurrentDevice();
+
+// The manager owning `address`, or null. No lock on the way.
+Manager* OwnerOf(CUdeviceptr address);
+
+// The context current when the managed allocation at `base` was made (pointer attributes
+// answer with it), and its bookkeeping.
+void RememberContext(CUdeviceptr base, CUcontext context);
+CUcontext ContextOf(CUdeviceptr base);
+void ForgetContext(CUdeviceptr base);
+
+// Whether `stream` is capturing a graph (a query the real driver answers; a failed query
+// counts as capturing, the safe side: nothing is then queued on the stream).
+bool IsCapturing(CUstream stream, bool per_thread);
+
+// The stream a per-thread-default-stream (_ptsz/_ptds) entry point means by `stream`.
+inline CUstream EffectiveStream(CUstream stream, bool per_thread) {
+  return per_thread && stream == nullptr ? CU_STREAM_PER_THREAD : stream;
+}
+
+// Makes every managed allocation one of `words` points into usable by work about to be
+// queued on `stream` (Manager::PrepareLaunch, on each device's manager). On a capturing
+// stream nothing may be queued: the allocations are marked escaped instead (a graph replay
+// is not seen, so they must stay mapped for good). Returns the driver error to report, or
+// CUDA_SUCCESS.
+CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool capturing);
+
+// For data about to be copied to the device: every managed pointer among its aligned
+// 8-byte words escapes (Manager::MarkEscaped).
+CUresult NoteEscapes(const void* host, size_t bytes, CUstream stream);
+
+// The CUresult for a runtime status (ResourceExhausted → out of memory, ...).
+CUresult ToCuResult(const absl::Status& status);
+
+// Resets what a fork child must not inherit (pthread_atfork child handler).
+void ResetAfterFork();
+
+}  // namespace spillway::interpose
+
+#endif  // SPILLWAY_INTERPOSE_INTERPOSER_H_
