@@ -105,11 +105,14 @@ int CurrentDevice() {
   return device;
 }
 
-Manager* OwnerOf(CUdeviceptr address) {
+Manager* OwnerOf(CUdeviceptr address, int* device) {
   if (!AnyManaged()) return nullptr;
-  for (auto& slot : managers) {
-    Manager* m = slot.load(std::memory_order_acquire);
-    if (m != nullptr && m->Owns(address)) return m;
+  for (int d = 0; d < Runtime::kMaxDevices; ++d) {
+    Manager* m = managers[d].load(std::memory_order_acquire);
+    if (m != nullptr && m->Owns(address)) {
+      if (device != nullptr) *device = d;
+      return m;
+    }
   }
   return nullptr;
 }

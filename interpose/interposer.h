@@ -36,8 +36,9 @@ Manager* ManagerForDevice(int device);
 // The device of the calling thread's current context, or -1 if none is current.
 int CurrentDevice();
 
-// The manager owning `address`, or null. No lock on the way.
-Manager* OwnerOf(CUdeviceptr address);
+// The manager owning `address`, or null; `*device` (if given) is its device. No lock on the
+// way unless a managed allocation exists.
+Manager* OwnerOf(CUdeviceptr address, int* device = nullptr);
 
 // The context current when the managed allocation at `base` was made (pointer attributes
 // answer with it), and its bookkeeping.

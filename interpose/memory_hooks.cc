@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
+#include <optional>
 
 #include "interpose/hook_table.h"
 #include "interpose/interposer.h"
@@ -303,18 +305,12 @@ bool ManagedAttribute(CUpointer_attribute attribute, void* data, CUdeviceptr ptr
 
 // The managed allocation holding `ptr` and its device, if any.
 bool FindManaged(CUdeviceptr ptr, Manager::Range* range, int* device) {
-  if (!ipc::AnyManaged()) return false;
-  for (int d = 0; d < Runtime::kMaxDevices; ++d) {
-    Manager* manager = ipc::OwnerOf(ptr);
-    if (manager == nullptr) return false;
-    if (ipc::ManagerForDevice(d) != manager) continue;
-    std::optional<Manager::Range> r = manager->Find(ptr);
-    if (!r) return false;
-    *range = *r;
-    *device = d;
-    return true;
-  }
-  return false;
+  Manager* manager = ipc::OwnerOf(ptr, device);
+  if (manager == nullptr) return false;
+  std::optional<Manager::Range> r = manager->Find(ptr);
+  if (!r || ptr >= r->base + r->size) return false;  // the padding is nobody's memory
+  *range = *r;
+  return true;
 }
 
 }  // namespace

@@ -125,6 +125,7 @@ class Mover {
   // Page-locked, io_uring-registered buffers NVMe data passes through, each with the
   // event of the last copy that reads it (it is reused only after that copy).
   std::vector<void*> staging_;
+  std::vector<void*> staging_mappings_;  // what munmap takes (staging_ is aligned inside)
   std::vector<CUevent> staging_free_;
   std::atomic<uint64_t> completed_{0};
 

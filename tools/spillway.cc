@@ -34,9 +34,20 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
+// Every line of `message` prefixed with the command, as the runtime's own log lines are.
 void PrintError(std::string_view command, std::string_view message) {
   std::fflush(stdout);
-  fmt::print(stderr, "{}: {}\n", command, message);
+  size_t start = 0;
+  while (start < message.size()) {
+    size_t end = message.find('\n', start);
+    if (end == std::string_view::npos) end = message.size();
+    fmt::print(stderr, "{}: {}\n", command, message.substr(start, end - start));
+    start = end + 1;
+  }
+}
+
+void PrintError(std::string_view command, const absl::Status& status) {
+  PrintError(command, std::string(status.message()));
 }
 
 int UsageError(std::string_view command, std::string_view message) {
@@ -68,7 +79,7 @@ int RunMain(std::span<const std::string> args) {
   constexpr std::string_view kCommand = "spillway run";
   absl::StatusOr<RunRequest> request = ParseRunArguments(args, CurrentDirectory());
   if (!request.ok()) {
-    PrintError(kCommand, request.status().message());
+    PrintError(kCommand, request.status());
     return kExitUsage;
   }
   if (request->help) {
@@ -76,7 +87,7 @@ int RunMain(std::span<const std::string> args) {
     return 0;
   }
   if (absl::Status valid = ValidateRunOptions(*request, Getenv); !valid.ok()) {
-    PrintError(kCommand, valid.message());
+    PrintError(kCommand, valid);
     return kExitUsage;
   }
   const char* from_env = std::getenv("SPILLWAY_LIB");
@@ -84,12 +95,12 @@ int RunMain(std::span<const std::string> args) {
       LocateLibrary(request->library, from_env == nullptr ? "" : from_env, SelfPath(),
                     IsRegularFile);
   if (!library.ok()) {
-    PrintError(kCommand, library.status().message());
+    PrintError(kCommand, library.status());
     return kExitUsage;
   }
   absl::StatusOr<std::string> preload = ComposeLdPreload(*library, std::getenv("LD_PRELOAD"));
   if (!preload.ok()) {
-    PrintError(kCommand, preload.status().message());
+    PrintError(kCommand, preload.status());
     return kExitUsage;
   }
   std::fflush(nullptr);
@@ -139,7 +150,7 @@ int StatsMain(std::span<const std::string> args) {
   }
   absl::StatusOr<StatsFile> stats = ParseStats(text);
   if (!stats.ok()) {
-    PrintError(kCommand, fmt::format("{}: {}", path, stats.status().message()));
+    PrintError(kCommand, fmt::format("{}: {}", path, std::string(stats.status().message())));
     return kExitFailure;
   }
   if (json) {

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// cuInit and cuGetProcAddress: where a program first meets the driver, and where cudart,
+// cuBLAS, cuDNN and NCCL fetch every other entry point.
+//
+// cuGetProcAddress(name, version, flags) picks the ABI variant exactly as the driver does
+// (hook_table.cc: newest version not above the one asked for; with
+// CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM the _ptsz/_ptds variant when one exists). If
+// we hook that variant, the answer is our wrapper for it; otherwise it is the real driver's
+// answer, status included. A caller on an old ABI thus keeps the old ABI, and a per-thread
+// stream caller keeps per-thread semantics (cuda-notes.md, HAMi-core #36, #57).
+#include <cuda.h>
+
+#include <pthread.h>
+
+#include <atomic>
+
+#include "interpose/hook_table.h"
+#include "interpose/interposer.h"
+
+namespace ipc = spillway::interpose;
+
+#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+void AtForkChild() { ipc::ResetAfterFork(); }
+
+void InstallForkHandler() {
+  static std::atomic<bool> installed{false};
+  if (!installed.exchange(true)) pthread_atfork(nullptr, nullptr, &AtForkChild);
+}
+
+CUresult GetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t flags,
+                        CUdriverProcAddressQueryResult* status) {
+  PFN_cuGetProcAddress_v12000 real = ipc::RealGetProcAddress();
+  if (real == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
+  CUresult r = real(symbol, pfn, version, flags, status);
+  if (r != CUDA_SUCCESS || pfn == nullptr || *pfn == nullptr) return r;
+  bool known = false;
+  if (const char* variant = ipc::SelectVariant(symbol, version, flags, &known);
+      variant != nullptr) {
+    if (void* hook = ipc::HookForSymbol(variant); hook != nullptr) *pfn = hook;
+  }
+  return r;
+}
+
+}  // namespace
+
+SPW_EXPORT CUresult cuInit(unsigned int flags) {
+  InstallForkHandler();
+  ipc::Start();  // a bad SPILLWAY_* value ends the process here, at its start
+  auto real = SPW_REAL(cuInit);
+  if (real == nullptr) return CUDA_ERROR_NO_DEVICE;
+  return real(flags);
+}
+
+SPW_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int version,
+                                        cuuint64_t flags,
+                                        CUdriverProcAddressQueryResult* status) {
+  return GetProcAddress(symbol, pfn, version, flags, status);
+}
+
+// The CUDA 11.3 signature, without the status.
+SPW_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int version,
+                                     cuuint64_t flags) {
+  return GetProcAddress(symbol, pfn, version, flags, nullptr);
+}
