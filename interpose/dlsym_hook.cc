@@ -44,8 +44,9 @@ DlsymFn RealDlsym() {
 
 // Read by the assembly: where a forwarded dlsym jumps. Set by spw_dlsym_dispatch before it
 // returns null, so it is valid whenever the jump happens.
-extern "C" __attribute__((visibility("hidden"))) spillway::interpose::DlsymFn spw_real_dlsym =
-    nullptr;
+extern "C" {
+__attribute__((visibility("hidden"))) spillway::interpose::DlsymFn spw_real_dlsym = nullptr;
+}
 
 // Our answer for (handle, name), or null to forward to glibc.
 extern "C" __attribute__((visibility("hidden"))) void* spw_dlsym_dispatch(void* handle,
@@ -65,14 +66,14 @@ extern "C" __attribute__((visibility("hidden"))) void* spw_dlsym_dispatch(void* 
 
 // spw_dlsym(handle, name): keeps the arguments, asks spw_dlsym_dispatch, returns its answer
 // or jumps (not calls) to glibc's dlsym with the arguments and return address untouched.
+// The labels are global only so that .symver can export them; the version script keeps
+// the labels themselves local.
 #if defined(__x86_64__)
 asm(R"(
   .text
   .p2align 4
   .globl spw_dlsym_2_2_5
-  .hidden spw_dlsym_2_2_5
   .globl spw_dlsym_2_34
-  .hidden spw_dlsym_2_34
   .type spw_dlsym_2_2_5, @function
   .type spw_dlsym_2_34, @function
 spw_dlsym_2_2_5:
@@ -107,9 +108,7 @@ asm(R"(
   .text
   .p2align 4
   .globl spw_dlsym_2_17
-  .hidden spw_dlsym_2_17
   .globl spw_dlsym_2_34
-  .hidden spw_dlsym_2_34
   .type spw_dlsym_2_17, %function
   .type spw_dlsym_2_34, %function
 spw_dlsym_2_17:

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "interpose/hook_table.h"
 #include "runtime/log.h"
@@ -34,7 +35,7 @@ absl::Mutex contexts_mu(absl::kConstInit);
 auto* contexts ABSL_PT_GUARDED_BY(contexts_mu) = new absl::flat_hash_map<CUdeviceptr, CUcontext>();
 
 // One write(2) per line: stdio may not be usable this early or this late.
-void WriteError(std::string_view line) {
+void WriteError(absl::string_view line) {
   std::string text = "spillway: " + std::string(line) + "\n";
   ssize_t unused = write(2, text.data(), text.size());
   (void)unused;
@@ -50,7 +51,7 @@ bool StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(start_mu) {
   // failures (no usable device) only turn Spillway off.
   absl::StatusOr<Options> options = LoadOptionsFromEnvironment();
   if (!options.ok()) {
-    for (std::string_view line : absl::StrSplit(options.status().message(), '\n')) {
+    for (absl::string_view line : absl::StrSplit(options.status().message(), '\n')) {
       if (!line.empty()) WriteError(line);
     }
     _exit(1);

@@ -32,6 +32,8 @@ run "allocation map: lookup cost with 10^5 live allocations" \
   --benchmark_out_format=json
 spill_dir=$(mktemp -d "${TMPDIR:-/tmp}/spillway-bench-XXXXXX")
 trap 'rm -rf "$spill_dir"' EXIT
+# --hugepages: the mover's staging buffers are 2 MiB pages too (see runtime/mover.cc).
 run "NVMe store vs fio (same file system, block size and queue depth)" \
-  "$bin/nvme_store_bench" --dir "$spill_dir" --json "$out/nvme_store_bench.json"
+  "$bin/nvme_store_bench" --dir="$spill_dir" --bytes=512M --runs=3 --hugepages \
+  --json="$out/nvme_store_bench.json"
 echo "results in $out (summary: $summary)"

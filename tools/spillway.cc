@@ -131,6 +131,7 @@ int StatsMain(std::span<const std::string> args) {
                                               : "one statistics file at a time");
   }
   const std::string& path = files[0];
+  const std::string shown = path == "-" ? "standard input" : path;
   std::string text;
   if (path == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
@@ -150,13 +151,13 @@ int StatsMain(std::span<const std::string> args) {
   }
   absl::StatusOr<StatsFile> stats = ParseStats(text);
   if (!stats.ok()) {
-    PrintError(kCommand, fmt::format("{}: {}", path, std::string(stats.status().message())));
+    PrintError(kCommand, fmt::format("{}: {}", shown, std::string(stats.status().message())));
     return kExitFailure;
   }
   if (json) {
     fmt::print("{}", WriteJson(StatsToJson(*stats)));
   } else {
-    fmt::print("{}", FormatStatsReport(*stats, path == "-" ? "standard input" : path));
+    fmt::print("{}", FormatStatsReport(*stats, shown));
   }
   return 0;
 }

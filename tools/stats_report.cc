@@ -107,7 +107,6 @@ std::string HumanBytes(uint64_t bytes) {
     scale <<= 10;
     ++unit;
   }
-  if (bytes % scale == 0) return fmt::format("{} {}", bytes / scale, kUnits[unit]);
   const double value = static_cast<double>(bytes) / static_cast<double>(scale);
   // 1023.96 KiB would round to "1024.0 KiB": say "1.0 MiB" instead.
   if (value >= 1023.95 && unit + 1 < kUnits.size()) {
@@ -283,10 +282,11 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
     out += fmt::format("{}moved H2D {}, D2H {}, NVMe read {}, NVMe write {}\n", indent,
                        HumanBytes(s.h2d_bytes), HumanBytes(s.d2h_bytes),
                        HumanBytes(s.nvme_read_bytes), HumanBytes(s.nvme_write_bytes));
-    out += fmt::format(
-        "{}fetches {} on demand, {} prefetched; {} evictions, {} spills, {} moves; stall {}\n",
-        indent, Count(s.fetches_on_demand), Count(s.fetches_prefetched), Count(s.evictions),
-        Count(s.spills), Count(s.moves), HumanDuration(s.stall_ns));
+    out += fmt::format("{}fetches {} on demand, {} prefetched; stall {}\n", indent,
+                       Count(s.fetches_on_demand), Count(s.fetches_prefetched),
+                       HumanDuration(s.stall_ns));
+    out += fmt::format("{}{} evictions, {} spills, {} moves\n", indent, Count(s.evictions),
+                       Count(s.spills), Count(s.moves));
   }
   return out;
 }

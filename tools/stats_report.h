@@ -89,7 +89,7 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source);
 // `stats` in the runtime's format, every member present, in the runtime's order.
 JsonValue StatsToJson(const StatsFile& stats);
 
-// 0 B, 512 B, 1.5 KiB, 40.0 GiB: binary units, one decimal above bytes.
+// 0 B, 512 B, 1.5 KiB, 40.0 GiB: binary units, one decimal above bytes (so columns align).
 std::string HumanBytes(uint64_t bytes);
 // 0 s, 850 ns, 12.3 us, 4.56 ms, 1.234 s, 2 min 5.0 s: three significant figures or so.
 std::string HumanDuration(uint64_t nanoseconds);
