@@ -673,12 +673,16 @@ absl::Status Manager::MarkEscaped(CUdeviceptr address, CUstream stream) {
   }
   if (!on_nvme) return absl::OkStatus();
   SPW_LOG(kDebug, "allocation at {:#x} escaped while partly on NVMe: bringing it back", base);
-  absl::Status status = MakeMapped(base, size, stream);
+  // As for a launch: into HBM if it fits (making room by spilling guarded data), else at
+  // least into host memory.
+  const uintptr_t word = base;
+  absl::StatusOr<size_t> prepared = PrepareLaunch(std::span<const uintptr_t>(&word, 1), stream);
   // Work on streams the runtime does not know of may follow the hidden pointer: wait for
   // the read-back rather than rely on the gate of `stream` alone.
   Drain();
-  if (status.ok()) status = LastMoveStatus();
-  return status;
+  (void)size;
+  if (!prepared.ok()) return prepared.status();
+  return LastMoveStatus();
 }
 
 absl::Status Manager::LastMoveStatus() {

@@ -33,16 +33,22 @@ class ManagerTest : public ::testing::Test {
  protected:
   // A 64 MiB device, 32 MiB of it for managed data, 512 MiB of host tier.
   void SetUp() override {
-    StartSimulatedDevice("64M");
-    kernels_.Load();
+    StartDevice();
     ManagerConfig config;
     config.chunk_bytes = kChunk;
     config.hbm_limit_bytes = 32 * kMiB;
     config.host_limit_bytes = 512 * kMiB;
+    Start(config);
+  }
+  void StartDevice() {
+    StartSimulatedDevice("64M");
+    kernels_.Load();
+    ASSERT_CU(cuMemAlloc(&mismatches_, sizeof(uint64_t)));
+  }
+  void Start(const ManagerConfig& config) {
     auto manager = Manager::Create(config);
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = std::move(*manager);
-    ASSERT_CU(cuMemAlloc(&mismatches_, sizeof(uint64_t)));
   }
   void TearDown() override {
     manager_.reset();
@@ -325,23 +331,19 @@ TEST_F(ManagerTest, PrepareLaunchOfMoreThanHbmLeavesTheRestReadableOverTheLink) 
 class ManagerNvmeTest : public ManagerTest {
  protected:
   void SetUp() override {
-    StartSimulatedDevice("64M");
-    kernels_.Load();
+    StartDevice();
     char pattern[] = "/tmp/spillway-nvme-test-XXXXXX";
     ASSERT_NE(mkdtemp(pattern), nullptr);
     directory_ = pattern;
-    ASSERT_CU(cuMemAlloc(&mismatches_, sizeof(uint64_t)));
   }
-  void Start(size_t host_limit, size_t nvme_limit) {
+  void StartTiers(size_t host_limit, size_t nvme_limit) {
     ManagerConfig config;
     config.chunk_bytes = kChunk;
     config.hbm_limit_bytes = 16 * kMiB;
     config.host_limit_bytes = host_limit;
     config.nvme_directory = directory_;
     config.nvme_limit_bytes = nvme_limit;
-    auto manager = Manager::Create(config);
-    ASSERT_TRUE(manager.ok()) << manager.status();
-    manager_ = std::move(*manager);
+    Start(config);
   }
   void TearDown() override {
     ManagerTest::TearDown();
@@ -351,7 +353,7 @@ class ManagerNvmeTest : public ManagerTest {
 };
 
 TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
-  Start(/*host_limit=*/16 * kMiB, /*nvme_limit=*/512 * kMiB);
+  StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/512 * kMiB);
   constexpr size_t kBytes = 64 * kMiB;  // 4 x 64 MiB: 4x the device, 8x HBM + host
   std::vector<CUdeviceptr> buffers;
   for (uint32_t i = 0; i < 4; ++i) {
@@ -399,7 +401,7 @@ TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
 }
 
 TEST_F(ManagerNvmeTest, UnguardedDataNeverLeavesMappedMemory) {
-  Start(64 * kMiB, 64 * kMiB);
+  StartTiers(64 * kMiB, 64 * kMiB);
   auto p = manager_->Allocate(4 * kMiB, nullptr);
   ASSERT_TRUE(p.ok());
   absl::Status s = manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr);
@@ -409,7 +411,7 @@ TEST_F(ManagerNvmeTest, UnguardedDataNeverLeavesMappedMemory) {
 }
 
 TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
-  Start(/*host_limit=*/8 * kMiB, /*nvme_limit=*/8 * kMiB);
+  StartTiers(/*host_limit=*/8 * kMiB, /*nvme_limit=*/8 * kMiB);
   auto p = manager_->Allocate(24 * kMiB, nullptr, kAdviceGuarded);
   ASSERT_TRUE(p.ok()) << p.status();
   for (size_t offset = 0; offset < 24 * kMiB; offset += 8 * kMiB) {
@@ -432,7 +434,7 @@ TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
 }
 
 TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
-  Start(/*host_limit=*/64 * kMiB, /*nvme_limit=*/128 * kMiB);
+  StartTiers(/*host_limit=*/64 * kMiB, /*nvme_limit=*/128 * kMiB);
   auto p = manager_->Allocate(40 * kMiB, nullptr, kAdviceGuarded);  // more than HBM (16 MiB)
   ASSERT_TRUE(p.ok());
   for (size_t offset = 0; offset < 40 * kMiB; offset += 8 * kMiB) {

@@ -514,35 +514,16 @@ CUresult WriteValue(CUstream handle, CUdeviceptr addr, T value, unsigned flags, 
 
 }  // namespace
 
-SIMCUDA_API CUresult cuStreamWaitValue32_v2(CUstream s, CUdeviceptr addr, cuuint32_t value,
-                                            unsigned int flags) {
-  return WaitValue<cuuint32_t>(s, addr, value, flags, false);
-}
-SIMCUDA_API CUresult cuStreamWaitValue32_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint32_t value,
-                                                 unsigned int flags) {
-  return WaitValue<cuuint32_t>(s, addr, value, flags, true);
-}
-SIMCUDA_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr addr, cuuint64_t value,
-                                            unsigned int flags) {
-  return WaitValue<cuuint64_t>(s, addr, value, flags, false);
-}
-SIMCUDA_API CUresult cuStreamWaitValue64_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint64_t value,
-                                                 unsigned int flags) {
-  return WaitValue<cuuint64_t>(s, addr, value, flags, true);
-}
-SIMCUDA_API CUresult cuStreamWriteValue32_v2(CUstream s, CUdeviceptr addr, cuuint32_t value,
-                                             unsigned int flags) {
-  return WriteValue<cuuint32_t>(s, addr, value, flags, false);
-}
-SIMCUDA_API CUresult cuStreamWriteValue32_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint32_t value,
-                                                  unsigned int flags) {
-  return WriteValue<cuuint32_t>(s, addr, value, flags, true);
-}
-SIMCUDA_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr addr, cuuint64_t value,
-                                             unsigned int flags) {
-  return WriteValue<cuuint64_t>(s, addr, value, flags, false);
-}
-SIMCUDA_API CUresult cuStreamWriteValue64_v2_ptsz(CUstream s, CUdeviceptr addr, cuuint64_t value,
-                                                  unsigned int flags) {
-  return WriteValue<cuuint64_t>(s, addr, value, flags, true);
-}
+// Each in its legacy-stream and per-thread-stream (_ptsz) form.
+#define SIMCUDA_MEMOP_PAIR(NAME, IMPL, T)                                                       \
+  SIMCUDA_API CUresult NAME(CUstream s, CUdeviceptr addr, T value, unsigned int flags) {        \
+    return IMPL<T>(s, addr, value, flags, false);                                               \
+  }                                                                                             \
+  SIMCUDA_API CUresult NAME##_ptsz(CUstream s, CUdeviceptr addr, T value, unsigned int flags) { \
+    return IMPL<T>(s, addr, value, flags, true);                                                \
+  }
+
+SIMCUDA_MEMOP_PAIR(cuStreamWaitValue32_v2, WaitValue, cuuint32_t)
+SIMCUDA_MEMOP_PAIR(cuStreamWaitValue64_v2, WaitValue, cuuint64_t)
+SIMCUDA_MEMOP_PAIR(cuStreamWriteValue32_v2, WriteValue, cuuint32_t)
+SIMCUDA_MEMOP_PAIR(cuStreamWriteValue64_v2, WriteValue, cuuint64_t)
