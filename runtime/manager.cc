@@ -95,6 +95,7 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
     nvme.limit_bytes = config.nvme_limit_bytes;
     nvme.queue_depth = config.nvme_queue_depth;
     nvme.request_bytes = std::min<size_t>(config.chunk_bytes, size_t{1} << 20);
+    nvme.completion_hook = config.nvme_completion_hook;
     auto store = NvmeStore::Open(nvme);
     if (!store.ok()) return store.status();
     manager->nvme_ = std::move(*store);

@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -58,6 +59,9 @@ struct ManagerConfig {
   std::string nvme_directory;
   uint64_t nvme_limit_bytes = 0;
   unsigned nvme_queue_depth = 8;
+  // Test-only: passed to the NVMe store (NvmeStoreConfig::completion_hook) to inject I/O
+  // errors. Empty in production.
+  std::function<int(const NvmeIoCompletion&, int result)> nvme_completion_hook;
 };
 
 struct ManagerStats {

@@ -265,6 +265,12 @@ absl::Status Mover::CopyIn(MoveJob& job) {
   for (size_t i = 0; i < reads.size() && status.ok(); ++i) {
     size_t b = i % depth;
     status = nvme_->Wait(std::move(tickets[b]));
+    // A failed read is retried before the move is given up: an I/O error is often
+    // transient, and a guarded chunk left on NVMe cannot be used by the next launch.
+    for (int retry = 0; retry < kReadRetries && !status.ok(); ++retry) {
+      SPW_LOG(kWarn, "NVMe read failed ({}), retrying", std::string(status.message()));
+      status = nvme_->Read(*reads[i]->chunk->nvme, 0, staging_[b], chunk_bytes_);
+    }
     if (!status.ok()) break;
     job.bytes_nvme_read += chunk_bytes_;
     const MoveStep& step = *reads[i];

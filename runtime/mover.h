@@ -105,6 +105,7 @@ class Mover {
 
  private:
   static constexpr int kStagingBuffers = 4;
+  static constexpr int kReadRetries = 2;
 
   Mover(int device, size_t chunk_bytes, NvmeStore* nvme)
       : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}

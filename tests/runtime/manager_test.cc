@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <random>
@@ -430,6 +432,56 @@ TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
     ASSERT_CU(kernels_.Check(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20),
                              mismatches_, nullptr));
   }
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// Reads that fail with -EIO (injected at the io_uring completion): a few are retried
+// away; a persistent failure fails the move, leaves the chunks on NVMe with their data, and
+// a later move succeeds once the disk reads again.
+TEST_F(ManagerNvmeTest, FailingReadsAreRetriedThenReportedWithoutLosingData) {
+  static std::atomic<int> failures_left{0};
+  ManagerConfig config;
+  config.chunk_bytes = kChunk;
+  config.hbm_limit_bytes = 16 * kMiB;
+  config.host_limit_bytes = 16 * kMiB;
+  config.nvme_directory = directory_;
+  config.nvme_limit_bytes = 64 * kMiB;
+  config.nvme_completion_hook = [](const NvmeIoCompletion& io, int result) {
+    if (!io.is_write && failures_left.load() > 0) {
+      failures_left.fetch_sub(1);
+      return -EIO;
+    }
+    return result;
+  };
+  Start(config);
+  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 77, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+
+  failures_left = 2;  // transient: the retries absorb it
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  manager_->Drain();
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_THAT(*manager_->Placement(*p, 4 * kMiB), Each(Tier::kDevice));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+
+  failures_left = 1000;                                                        // persistent
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());  // async
+  manager_->Drain();
+  absl::Status failed = manager_->LastMoveStatus();
+  EXPECT_FALSE(failed.ok());
+  EXPECT_THAT(std::string(failed.message()), ::testing::HasSubstr("offset"));
+  EXPECT_THAT(*manager_->Placement(*p, 4 * kMiB), Each(Tier::kNvme));
+  EXPECT_EQ(manager_->Stats().device_bytes, 0u) << "nothing half-moved";
+
+  failures_left = 0;  // the disk recovers: the data is all there
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*p, 4 * kMiB / 4, 77, mismatches_, nullptr));
   EXPECT_EQ(Mismatches(), 0u);
 }
 
