@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -106,6 +108,15 @@ absl::Status Runtime::InitLocked() {
   }
   CUresult r = Driver().cuInit(0);
   if (r != CUDA_SUCCESS) init_status_ = CudaError(r, "cuInit");
+  // SPILLWAY_STATS is written at exit whoever the user is (C API or interposer); only the
+  // file, nothing is torn down then (other threads may still be running).
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] {
+    std::atexit([] {
+      absl::Status s = Runtime::Get().WriteStats();
+      if (!s.ok()) SPW_LOG(kError, "statistics not written: {}", std::string(s.message()));
+    });
+  });
   return init_status_;
 }
 

@@ -5,6 +5,7 @@
 #include <cuda.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -148,6 +149,30 @@ TEST(CApiTest, OptionsCanBeSetBeforeStartOnly) {
   EXPECT_EQ(stats.host_bytes, 8 * kMiB);
   EXPECT_EQ(spw_set_option("SPILLWAY_HBM_LIMIT", "16M"), SPW_ERROR_NOT_INITIALIZED);
   spw_free(p, 16 * kMiB, 0, nullptr);
+}
+
+// SPILLWAY_STATS is written when the process exits, with nobody calling spw_shutdown.
+TEST(CApiTest, StatisticsAreWrittenAtExit) {
+  std::string path = ::testing::TempDir() + "spillway-stats-at-exit.json";
+  std::remove(path.c_str());
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        setenv("SPILLWAY_STATS", path.c_str(), 1);
+        StartDevice();
+        if (spw_malloc(3 * kMiB, 0, nullptr) == nullptr) std::exit(3);
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  FILE* file = std::fopen(path.c_str(), "r");
+  ASSERT_NE(file, nullptr) << "no statistics at " << path;
+  char text[4096] = {};
+  size_t n = std::fread(text, 1, sizeof(text) - 1, file);
+  std::fclose(file);
+  std::string json(text, n);
+  EXPECT_NE(json.find("\"allocations\": 1"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"allocated_bytes\": 3145728"), std::string::npos) << json;
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -491,3 +491,74 @@ SIMCUDA_COPY_PAIR(cuMemsetD32Async, cuMemsetD32Async_ptsz,
                   (CUdeviceptr dst, unsigned int v, size_t n, CUstream s),
                   Set(dst, v, 4, n, s, false, Sync::kAsync),
                   Set(dst, v, 4, n, s, true, Sync::kAsync))
+
+// --- unified memory hints --------------------------------------------------------------
+// Managed memory lives in host-addressable memory that the simulated device reads in place,
+// so a prefetch has nothing to move: it validates its arguments and takes its place in the
+// stream (work after it still waits for work before it), as the driver's does.
+
+namespace {
+
+CUresult CheckManagedRange(CUdeviceptr ptr, size_t count) {
+  RangeInfo info;
+  if (count == 0 || !Memory().Lookup(ptr, &info) || !info.managed ||
+      ptr + count > info.base + info.size) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult CheckLocation(const CUmemLocation& location) {
+  switch (location.type) {
+    case CU_MEM_LOCATION_TYPE_DEVICE:
+      return location.id >= 0 && location.id < Driver::Get().config().device_count
+                 ? CUDA_SUCCESS
+                 : CUDA_ERROR_INVALID_DEVICE;
+    case CU_MEM_LOCATION_TYPE_HOST:
+    case CU_MEM_LOCATION_TYPE_HOST_NUMA:
+    case CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT:
+      return CUDA_SUCCESS;
+    default:
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+
+CUresult PrefetchManaged(CUdeviceptr ptr, size_t count, CUmemLocation location, unsigned flags,
+                         CUstream handle, bool per_thread) {
+  Context* ctx = nullptr;
+  if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
+  if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckLocation(location); r != CUDA_SUCCESS) return r;
+  if (CUresult r = CheckManagedRange(ptr, count); r != CUDA_SUCCESS) return r;
+  Stream* stream = nullptr;
+  if (CUresult r = ResolveStream(ctx, handle, per_thread, &stream); r != CUDA_SUCCESS) return r;
+  return Submit(stream, WorkKind::kHost, [] {});
+}
+
+}  // namespace
+
+SIMCUDA_API CUresult cuMemPrefetchAsync_v2(CUdeviceptr ptr, size_t count, CUmemLocation location,
+                                           unsigned int flags, CUstream stream) {
+  return PrefetchManaged(ptr, count, location, flags, stream, false);
+}
+SIMCUDA_API CUresult cuMemPrefetchAsync_v2_ptsz(CUdeviceptr ptr, size_t count,
+                                                CUmemLocation location, unsigned int flags,
+                                                CUstream stream) {
+  return PrefetchManaged(ptr, count, location, flags, stream, true);
+}
+
+SIMCUDA_API CUresult cuMemAdvise_v2(CUdeviceptr ptr, size_t count, CUmem_advise advice,
+                                    CUmemLocation location) {
+  Context* ctx = nullptr;
+  if (CUresult r = EnterContext(&ctx); r != CUDA_SUCCESS) return r;
+  if (advice < CU_MEM_ADVISE_SET_READ_MOSTLY || advice > CU_MEM_ADVISE_UNSET_ACCESSED_BY) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  bool needs_location = advice != CU_MEM_ADVISE_SET_READ_MOSTLY &&
+                        advice != CU_MEM_ADVISE_UNSET_READ_MOSTLY &&
+                        advice != CU_MEM_ADVISE_UNSET_PREFERRED_LOCATION;
+  if (needs_location) {
+    if (CUresult r = CheckLocation(location); r != CUDA_SUCCESS) return r;
+  }
+  return CheckManagedRange(ptr, count);
+}

@@ -333,3 +333,28 @@ TEST_F(SmallDeviceTest, StreamOrderedAllocationCountsAgainstCapacity) {
 
 }  // namespace
 }  // namespace simcuda_test
+
+namespace simcuda_test {
+namespace {
+
+TEST_F(MemoryTest, ManagedPrefetchAndAdviseValidateAndKeepStreamOrder) {
+  CUdeviceptr managed = 0, plain = 0;
+  CU_ASSERT(cuMemAllocManaged(&managed, 1 << 20, CU_MEM_ATTACH_GLOBAL));
+  CU_ASSERT(cuMemAlloc(&plain, 4096));
+  CUmemLocation device = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  CU_EXPECT(cuMemPrefetchAsync(managed, 1 << 20, device, 0, nullptr));
+  CU_EXPECT(cuMemAdvise(managed, 4096, CU_MEM_ADVISE_SET_READ_MOSTLY, device));
+  // Not managed memory, past its end, a bad device, a bad advice: all refused.
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE, cuMemPrefetchAsync(plain, 4096, device, 0, nullptr));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE,
+                   cuMemPrefetchAsync(managed, 2 << 20, device, 0, nullptr));
+  CUmemLocation missing = {CU_MEM_LOCATION_TYPE_DEVICE, 7};
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_DEVICE,
+                   cuMemPrefetchAsync(managed, 4096, missing, 0, nullptr));
+  CU_EXPECT_STATUS(CUDA_ERROR_INVALID_VALUE,
+                   cuMemAdvise(managed, 4096, static_cast<CUmem_advise>(99), device));
+  CU_EXPECT(cuStreamSynchronize(nullptr));
+}
+
+}  // namespace
+}  // namespace simcuda_test
