@@ -352,8 +352,14 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan)
   step.copy = chunk->tier != Tier::kNvme || chunk->nvme.has_value();
   Claim(chunk, plan);
   absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
-  auto eligible = [](const Chunk* c) {
-    return c->tier == Tier::kDevice && !c->moving && !(c->allocation->advice & kAdvicePin);
+  auto eligible = [this](const Chunk* c) {
+    if (c->tier != Tier::kDevice || c->moving || (c->allocation->advice & kAdvicePin)) {
+      return false;
+    }
+    // With the host tier full, only a chunk that can leave without a new host chunk makes
+    // room (a clean one, or guarded data bound for NVMe): PlanToHost would refuse others.
+    return host_pool_->free_chunks() > 0 || c->host_copy_valid ||
+           (c->allocation->guarded() && nvme_ != nullptr);
   };
   std::vector<Chunk*> victims;
   if (!device.ok()) victims = policy_->PickVictims(1, eligible);
@@ -613,6 +619,8 @@ absl::Status Manager::MakeMapped(CUdeviceptr base, size_t size, CUstream stream)
 }
 
 void Manager::Drain() { mover_->WaitForAll(); }
+
+bool Manager::Drain(absl::Duration timeout) { return mover_->WaitForAll(timeout); }
 
 absl::StatusOr<std::vector<Tier>> Manager::Placement(CUdeviceptr address, size_t bytes) {
   absl::MutexLock lock(&mu_);

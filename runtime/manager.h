@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "runtime/allocation_map.h"
 #include "runtime/chunk.h"
 #include "runtime/mover.h"
@@ -113,8 +114,9 @@ class Manager {
   // in use by `stream`: later moves wait for the launch. Returns how many words were
   // managed pointers.
   absl::StatusOr<size_t> PrepareLaunch(std::span<const uintptr_t> words, CUstream stream);
-  // Blocks until every move submitted so far is done.
+  // Blocks until every move submitted so far is done (or `timeout` passed: false then).
   void Drain();
+  bool Drain(absl::Duration timeout);
 
   // Where each chunk of the range is (for tests and tools), in order.
   absl::StatusOr<std::vector<Tier>> Placement(CUdeviceptr address, size_t bytes);

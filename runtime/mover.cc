@@ -109,26 +109,33 @@ absl::StatusOr<uint64_t> Mover::Submit(std::unique_ptr<MoveJob> job) {
   // Everything each stream has queued so far must finish before the job touches the
   // chunks; everything it queues later must wait for the job.
   auto gate_address = reinterpret_cast<CUdeviceptr>(gate_);
+  // Every event is recorded before any stream is gated: the legacy default stream waits
+  // for the blocking streams (a per-thread default stream among them), so an event recorded
+  // on it behind another stream's gate would wait for this very job.
+  std::vector<CUstream> gated;
+  CUresult r = CUDA_SUCCESS;
   for (CUstream stream : job->streams) {
     CUevent event = nullptr;
-    CUresult r = cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING);
-    if (r == CUDA_SUCCESS && cu.cuEventRecord(event, stream) != CUDA_SUCCESS) {
+    r = cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING);
+    if (r != CUDA_SUCCESS) break;
+    if (cu.cuEventRecord(event, stream) != CUDA_SUCCESS) {
       cu.cuEventDestroy(event);  // a stream the application destroyed: nothing runs there
       continue;
     }
-    if (r == CUDA_SUCCESS) {
-      job->after.push_back(event);
-      r = cu.cuStreamWaitValue32(stream, gate_address, static_cast<cuuint32_t>(sequence),
-                                 CU_STREAM_WAIT_VALUE_GEQ);
-    }
-    if (r != CUDA_SUCCESS) {
-      // Streams gated so far wait for this sequence number: it still has to complete, but
-      // nothing may move, since not every user of the chunks is held.
-      job->abandoned = CudaError(r, "gating an application stream");
-      absl::Status status = job->abandoned;
-      queue_.push_back(std::move(job));
-      return status;
-    }
+    job->after.push_back(event);
+    gated.push_back(stream);
+  }
+  for (size_t i = 0; i < gated.size() && r == CUDA_SUCCESS; ++i) {
+    r = cu.cuStreamWaitValue32(gated[i], gate_address, static_cast<cuuint32_t>(sequence),
+                               CU_STREAM_WAIT_VALUE_GEQ);
+  }
+  if (r != CUDA_SUCCESS) {
+    // Streams gated so far wait for this sequence number: it still has to complete, but
+    // nothing may move, since not every user of the chunks is held.
+    job->abandoned = CudaError(r, "gating an application stream");
+    absl::Status status = job->abandoned;
+    queue_.push_back(std::move(job));
+    return status;
   }
   queue_.push_back(std::move(job));
   return sequence;
@@ -145,6 +152,22 @@ void Mover::WaitFor(uint64_t sequence) {
         return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence;
       },
       &target));
+}
+
+bool Mover::WaitForAll(absl::Duration timeout) {
+  struct Target {
+    const Mover* mover;
+    uint64_t sequence;
+  };
+  absl::MutexLock lock(&mu_);
+  Target target{this, next_sequence_ - 1};
+  return mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](Target* t) {
+                                    return t->mover->completed_.load(std::memory_order_acquire) >=
+                                           t->sequence;
+                                  },
+                                  &target),
+                              timeout);
 }
 
 bool Mover::pending() {

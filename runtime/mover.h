@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "runtime/chunk.h"
 #include "runtime/nvme_store.h"
 
@@ -99,6 +100,8 @@ class Mover {
   void WaitFor(uint64_t sequence);
   // Blocks until every job submitted before the call completed.
   void WaitForAll();
+  // The same for at most `timeout`; false if jobs are still pending then.
+  bool WaitForAll(absl::Duration timeout);
   uint64_t completed() const { return completed_.load(std::memory_order_acquire); }
   // Whether jobs were submitted that have not completed yet.
   bool pending();

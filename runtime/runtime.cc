@@ -191,25 +191,26 @@ ManagerStats Runtime::TotalStats() {
 }
 
 std::string Runtime::StatsJson() {
-  ManagerStats total = TotalStats();
   absl::MutexLock lock(&mu_);
-  std::string json =
-      absl::StrCat("{\"version\": 1, \"total\": ", StatsObject(total), ", \"devices\": {");
-  bool first = true;
+  // One snapshot per device, and the totals summed from those same snapshots: the movers
+  // keep running meanwhile, so separate reads would disagree.
+  ManagerStats total;
+  std::string devices;
   for (int d = 0; d < kMaxDevices; ++d) {
     if (!managers_[d]) continue;
-    absl::StrAppend(&json, first ? "" : ", ", "\"", d,
+    ManagerStats stats = managers_[d]->Stats();
+    AddStats(total, stats);
+    absl::StrAppend(&devices, devices.empty() ? "" : ", ", "\"", d,
                     "\": {\"hbm_limit_bytes\": ", managers_[d]->hbm_limit_bytes(),
                     ", \"chunk_bytes\": ", managers_[d]->chunk_bytes(), ", \"policy\": \"",
-                    managers_[d]->policy_name(),
-                    "\", \"stats\": ", StatsObject(managers_[d]->Stats()), "}");
-    first = false;
+                    managers_[d]->policy_name(), "\", \"stats\": ", StatsObject(stats), "}");
   }
-  absl::StrAppend(&json, "}}\n");
-  return json;
+  return absl::StrCat("{\"version\": 1, \"total\": ", StatsObject(total), ", \"devices\": {",
+                      devices, "}}\n");
 }
 
 absl::Status Runtime::WriteStats() {
+  if (fork_child_.load(std::memory_order_relaxed)) return absl::OkStatus();
   std::string path;
   {
     absl::MutexLock lock(&mu_);
@@ -217,6 +218,14 @@ absl::Status Runtime::WriteStats() {
     path = options_.stats_path;
   }
   if (path.empty()) return absl::OkStatus();
+  {
+    // Frees and moves still in flight belong in the figures; a bounded wait, since at exit
+    // a stream they wait for may never finish.
+    absl::MutexLock lock(&mu_);
+    for (auto& manager : managers_) {
+      if (manager) manager->Drain(absl::Seconds(2));
+    }
+  }
   std::string json = StatsJson();
   // Written whole to a temporary name, then renamed: a reader never sees half a file.
   std::string temporary = absl::StrCat(path, ".tmp.", getpid());

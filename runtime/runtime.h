@@ -17,6 +17,7 @@
 #include <cuda.h>
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -52,6 +53,10 @@ class Runtime {
   absl::Status WriteStats() ABSL_LOCKS_EXCLUDED(mu_);
   // Frees every manager (and what it holds); the runtime can be initialised again.
   absl::Status Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+  // For a fork child (pthread_atfork): the parent's managers and their threads are not the
+  // child's, and their locks may be held. Lock-free; afterwards WriteStats does nothing, so
+  // the child's exit neither blocks on those locks nor overwrites the parent's statistics.
+  void DisableInForkChild() { fork_child_.store(true, std::memory_order_relaxed); }
 
   const Options& options() const { return options_; }  // REQUIRES: Init succeeded
 
@@ -65,6 +70,7 @@ class Runtime {
   std::vector<std::pair<std::string, std::string>> overrides_ ABSL_GUARDED_BY(mu_);
   Options options_;  // written once, under mu_, before initialized_ is set
   std::array<std::unique_ptr<Manager>, kMaxDevices> managers_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> fork_child_{false};
 };
 
 }  // namespace spillway
