@@ -460,6 +460,8 @@ std::vector<std::string> UnknownVariables(const char* const* environment) {
     absl::string_view name(*entry);
     name = name.substr(0, name.find('='));
     if (!absl::StartsWithIgnoreCase(name, kPrefix) || FindRow(name) != nullptr) continue;
+    // Not options of the runtime, but Spillway's all the same: `spillway run --lib`.
+    if (name == "SPILLWAY_LIB") continue;
     const OptionRow* nearest = nullptr;
     size_t nearest_distance = 4;  // further than 3 edits is not a typo of that name
     for (const OptionRow& row : kRows) {
