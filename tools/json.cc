@@ -477,9 +477,7 @@ std::string_view JsonTypeName(JsonValue::Type type) {
   return "?";
 }
 
-absl::StatusOr<JsonValue> ParseJson(std::string_view text) {
-  return Parser(text).ParseDocument();
-}
+absl::StatusOr<JsonValue> ParseJson(std::string_view text) { return Parser(text).ParseDocument(); }
 
 std::string WriteJson(const JsonValue& value) {
   std::string out;

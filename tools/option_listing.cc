@@ -71,21 +71,21 @@ std::string OptionsListing() {
       "Spillway's options, read from the environment when libspillway.so starts\n"
       "(docs/configuration.md). spillway run sets each with the option shown.\n";
   const Options defaults;
-#define SPW_OPTION_ENTRY(id, field, name, kind, default_value, unit, needs, doc)             \
-  {                                                                                          \
-    const RunFlag* flag = FlagForVariable(name);                                             \
-    out += fmt::format("\n{}", name);                                                        \
-    if (flag != nullptr) {                                                                   \
-      out += fmt::format("  (spillway run {}{}{})", flag->flag,                              \
-                         flag->value_name.empty() ? "" : " ", flag->value_name);             \
-    }                                                                                        \
-    out += fmt::format("\n    default:  {}\n", Show(defaults.field));                        \
-    if (std::string_view(unit).size() > 0) out += fmt::format("    unit:     {}\n", unit);   \
-    out += fmt::format("    accepts:  {}\n", Accepted(name));                                \
-    if (const char* needed = NameOf(OptionId::needs); needed != nullptr) {                   \
-      out += fmt::format("    needs:    {}\n", needed);                                      \
-    }                                                                                        \
-    out += Wrap(doc, "    ", 80);                                                            \
+#define SPW_OPTION_ENTRY(id, field, name, kind, default_value, unit, needs, doc)           \
+  {                                                                                        \
+    const RunFlag* flag = FlagForVariable(name);                                           \
+    out += fmt::format("\n{}", name);                                                      \
+    if (flag != nullptr) {                                                                 \
+      out += fmt::format("  (spillway run {}{}{})", flag->flag,                            \
+                         flag->value_name.empty() ? "" : " ", flag->value_name);           \
+    }                                                                                      \
+    out += fmt::format("\n    default:  {}\n", Show(defaults.field));                      \
+    if (std::string_view(unit).size() > 0) out += fmt::format("    unit:     {}\n", unit); \
+    out += fmt::format("    accepts:  {}\n", Accepted(name));                              \
+    if (const char* needed = NameOf(OptionId::needs); needed != nullptr) {                 \
+      out += fmt::format("    needs:    {}\n", needed);                                    \
+    }                                                                                      \
+    out += Wrap(doc, "    ", 80);                                                          \
   }
   SPILLWAY_OPTIONS(SPW_OPTION_ENTRY)
 #undef SPW_OPTION_ENTRY

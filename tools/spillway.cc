@@ -91,9 +91,8 @@ int RunMain(std::span<const std::string> args) {
     return kExitUsage;
   }
   const char* from_env = std::getenv("SPILLWAY_LIB");
-  absl::StatusOr<std::string> library =
-      LocateLibrary(request->library, from_env == nullptr ? "" : from_env, SelfPath(),
-                    IsRegularFile);
+  absl::StatusOr<std::string> library = LocateLibrary(
+      request->library, from_env == nullptr ? "" : from_env, SelfPath(), IsRegularFile);
   if (!library.ok()) {
     PrintError(kCommand, library.status());
     return kExitUsage;
@@ -127,8 +126,8 @@ int StatsMain(std::span<const std::string> args) {
     }
   }
   if (files.size() != 1) {
-    return UsageError(kCommand, files.empty() ? "no statistics file given"
-                                              : "one statistics file at a time");
+    return UsageError(kCommand,
+                      files.empty() ? "no statistics file given" : "one statistics file at a time");
   }
   const std::string& path = files[0];
   const std::string shown = path == "-" ? "standard input" : path;
@@ -136,6 +135,11 @@ int StatsMain(std::span<const std::string> args) {
   if (path == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   } else {
+    struct stat info;
+    if (stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+      PrintError(kCommand, fmt::format("{}: {}", path, std::strerror(EISDIR)));
+      return kExitFailure;
+    }
     std::ifstream file(path, std::ios::binary);
     if (!file) {
       PrintError(kCommand, fmt::format("{}: {}", path, std::strerror(errno)));

@@ -37,20 +37,20 @@ absl::StatusOr<uint64_t> Counter(const JsonValue& object, std::string_view path,
   if (!value.ok()) return value.status();
   std::optional<uint64_t> number = (*value)->AsUint64();
   if (!number) {
-    return Invalid(fmt::format("{}.{}", path, key),
-                   fmt::format("expected a whole number from 0 to 2^64-1, found {}",
-                               (*value)->number_text()));
+    return Invalid(
+        fmt::format("{}.{}", path, key),
+        fmt::format("expected a whole number from 0 to 2^64-1, found {}", (*value)->number_text()));
   }
   return *number;
 }
 
 absl::StatusOr<StatsCounters> CountersFromJson(const JsonValue& json, std::string_view path) {
   StatsCounters counters;
-#define SPW_READ_COUNTER(field)                                                   \
-  {                                                                               \
-    absl::StatusOr<uint64_t> value = Counter(json, path, #field);                 \
-    if (!value.ok()) return value.status();                                       \
-    counters.field = *value;                                                      \
+#define SPW_READ_COUNTER(field)                                   \
+  {                                                               \
+    absl::StatusOr<uint64_t> value = Counter(json, path, #field); \
+    if (!value.ok()) return value.status();                       \
+    counters.field = *value;                                      \
   }
   SPW_STATS_COUNTERS(SPW_READ_COUNTER)
 #undef SPW_READ_COUNTER
@@ -142,16 +142,16 @@ std::string Percent(uint64_t part, uint64_t whole) {
 
 absl::StatusOr<StatsFile> StatsFromJson(const JsonValue& json) {
   if (!json.is_object()) {
-    return Invalid("the top level", fmt::format("expected an object, found {}",
-                                                JsonTypeName(json.type())));
+    return Invalid("the top level",
+                   fmt::format("expected an object, found {}", JsonTypeName(json.type())));
   }
   StatsFile stats;
   absl::StatusOr<uint64_t> version = Counter(json, "", "version");
   if (!version.ok()) return version.status();
   if (*version != kStatsFormatVersion) {
-    return absl::InvalidArgumentError(fmt::format(
-        "statistics format version {} is not supported: this spillway reads version {}",
-        *version, kStatsFormatVersion));
+    return absl::InvalidArgumentError(
+        fmt::format("statistics format version {} is not supported: this spillway reads version {}",
+                    *version, kStatsFormatVersion));
   }
   stats.version = *version;
   absl::StatusOr<const JsonValue*> total = Member(json, "", "total", JsonValue::Type::kObject);
@@ -160,16 +160,15 @@ absl::StatusOr<StatsFile> StatsFromJson(const JsonValue& json) {
   if (!total_counters.ok()) return total_counters.status();
   stats.total = *total_counters;
 
-  absl::StatusOr<const JsonValue*> devices =
-      Member(json, "", "devices", JsonValue::Type::kObject);
+  absl::StatusOr<const JsonValue*> devices = Member(json, "", "devices", JsonValue::Type::kObject);
   if (!devices.ok()) return devices.status();
   for (const auto& [key, device_json] : (*devices)->members()) {
     const std::string path = fmt::format("devices.{}", key);
     std::optional<int> ordinal = Ordinal(key);
     if (!ordinal) return Invalid(path, "expected a device ordinal (0, 1, ...) as the key");
     if (!device_json.is_object()) {
-      return Invalid(path, fmt::format("expected an object, found {}",
-                                       JsonTypeName(device_json.type())));
+      return Invalid(path,
+                     fmt::format("expected an object, found {}", JsonTypeName(device_json.type())));
     }
     DeviceStats device;
     device.ordinal = *ordinal;
@@ -222,9 +221,9 @@ JsonValue StatsToJson(const StatsFile& stats) {
 
 std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
   const StatsCounters& t = stats.total;
-  std::string out = fmt::format("Spillway statistics: {} (format {}, {} device{})\n\n", source,
-                                stats.version, stats.devices.size(),
-                                stats.devices.size() == 1 ? "" : "s");
+  std::string out =
+      fmt::format("Spillway statistics: {} (format {}, {} device{})\n\n", source, stats.version,
+                  stats.devices.size(), stats.devices.size() == 1 ? "" : "s");
 
   uint64_t limit = 0;
   for (const DeviceStats& device : stats.devices) limit += device.hbm_limit_bytes;
@@ -232,8 +231,9 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
   out += Line("live at exit",
               fmt::format("{} allocation{}, {} requested", Count(t.allocations),
                           t.allocations == 1 ? "" : "s", HumanBytes(t.allocated_bytes)));
-  out += Line("resident at exit", fmt::format("HBM {}, host {}, NVMe {}", HumanBytes(t.device_bytes),
-                                              HumanBytes(t.host_bytes), HumanBytes(t.nvme_bytes)));
+  out +=
+      Line("resident at exit", fmt::format("HBM {}, host {}, NVMe {}", HumanBytes(t.device_bytes),
+                                           HumanBytes(t.host_bytes), HumanBytes(t.nvme_bytes)));
   out += Line(stats.devices.size() > 1 ? "peak HBM (sum)" : "peak HBM",
               PeakLine(t.peak_device_bytes, limit));
 
@@ -254,12 +254,10 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
   const uint64_t fetches = t.fetches_on_demand + t.fetches_prefetched;
   out += "\nChunks\n";
   out += Line("fetched to HBM", Count(fetches));
-  out += Line("  on demand",
-              fmt::format("{} ({})", Count(t.fetches_on_demand), Percent(t.fetches_on_demand,
-                                                                         fetches)));
-  out += Line("  prefetched",
-              fmt::format("{} ({})", Count(t.fetches_prefetched),
-                          Percent(t.fetches_prefetched, fetches)));
+  out += Line("  on demand", fmt::format("{} ({})", Count(t.fetches_on_demand),
+                                         Percent(t.fetches_on_demand, fetches)));
+  out += Line("  prefetched", fmt::format("{} ({})", Count(t.fetches_prefetched),
+                                          Percent(t.fetches_prefetched, fetches)));
   out += Line("evicted from HBM", Count(t.evictions));
   out += Line("spilled to NVMe", Count(t.spills));
   out += Line("moves completed", Count(t.moves));
