@@ -58,13 +58,12 @@ extern "C" __attribute__((visibility("hidden"))) void* spw_dlsym_dispatch(void* 
   if (spw_real_dlsym == nullptr) {
     DlsymFn real = RealDlsym();
     // Without glibc's dlsym every lookup fails, as a dlsym that finds nothing does.
-    __atomic_store_n(&spw_real_dlsym, real != nullptr ? real : &DlsymUnavailable,
-                     __ATOMIC_RELEASE);
+    __atomic_store_n(&spw_real_dlsym, real != nullptr ? real : &DlsymUnavailable, __ATOMIC_RELEASE);
   }
   return nullptr;
 }
 
-// spw_dlsym(handle, name): keeps the arguments, asks spw_dlsym_dispatch, returns its answer
+// The hook (handle, name): keeps the arguments, asks spw_dlsym_dispatch, returns its answer
 // or jumps (not calls) to glibc's dlsym with the arguments and return address untouched.
 // The labels are global only so that .symver can export them; the version script keeps
 // the labels themselves local.
@@ -72,12 +71,12 @@ extern "C" __attribute__((visibility("hidden"))) void* spw_dlsym_dispatch(void* 
 asm(R"(
   .text
   .p2align 4
-  .globl spw_dlsym_2_2_5
-  .globl spw_dlsym_2_34
-  .type spw_dlsym_2_2_5, @function
-  .type spw_dlsym_2_34, @function
-spw_dlsym_2_2_5:
-spw_dlsym_2_34:
+  .globl interpose_dlsym_2_2_5
+  .globl interpose_dlsym_2_34
+  .type interpose_dlsym_2_2_5, @function
+  .type interpose_dlsym_2_34, @function
+interpose_dlsym_2_2_5:
+interpose_dlsym_2_34:
   .cfi_startproc
   pushq %rdi
   .cfi_adjust_cfa_offset 8
@@ -98,21 +97,21 @@ spw_dlsym_2_34:
 1:
   jmpq *spw_real_dlsym(%rip)
   .cfi_endproc
-  .size spw_dlsym_2_2_5, .-spw_dlsym_2_2_5
-  .size spw_dlsym_2_34, .-spw_dlsym_2_34
-  .symver spw_dlsym_2_2_5, dlsym@GLIBC_2.2.5
-  .symver spw_dlsym_2_34, dlsym@@GLIBC_2.34
+  .size interpose_dlsym_2_2_5, .-interpose_dlsym_2_2_5
+  .size interpose_dlsym_2_34, .-interpose_dlsym_2_34
+  .symver interpose_dlsym_2_2_5, dlsym@GLIBC_2.2.5
+  .symver interpose_dlsym_2_34, dlsym@@GLIBC_2.34
 )");
 #elif defined(__aarch64__)
 asm(R"(
   .text
   .p2align 4
-  .globl spw_dlsym_2_17
-  .globl spw_dlsym_2_34
-  .type spw_dlsym_2_17, %function
-  .type spw_dlsym_2_34, %function
-spw_dlsym_2_17:
-spw_dlsym_2_34:
+  .globl interpose_dlsym_2_17
+  .globl interpose_dlsym_2_34
+  .type interpose_dlsym_2_17, %function
+  .type interpose_dlsym_2_34, %function
+interpose_dlsym_2_17:
+interpose_dlsym_2_34:
   stp x29, x30, [sp, #-32]!
   mov x29, sp
   stp x0, x1, [sp, #16]
@@ -127,10 +126,10 @@ spw_dlsym_2_34:
   adrp x16, spw_real_dlsym
   ldr x16, [x16, #:lo12:spw_real_dlsym]
   br x16
-  .size spw_dlsym_2_17, .-spw_dlsym_2_17
-  .size spw_dlsym_2_34, .-spw_dlsym_2_34
-  .symver spw_dlsym_2_17, dlsym@GLIBC_2.17
-  .symver spw_dlsym_2_34, dlsym@@GLIBC_2.34
+  .size interpose_dlsym_2_17, .-interpose_dlsym_2_17
+  .size interpose_dlsym_2_34, .-interpose_dlsym_2_34
+  .symver interpose_dlsym_2_17, dlsym@GLIBC_2.17
+  .symver interpose_dlsym_2_34, dlsym@@GLIBC_2.34
 )");
 #else
 #error "libspillway.so's dlsym hook is written for x86-64 and AArch64"

@@ -9,11 +9,13 @@
 // we hook that variant, the answer is our wrapper for it; otherwise it is the real driver's
 // answer, status included. A caller on an old ABI thus keeps the old ABI, and a per-thread
 // stream caller keeps per-thread semantics (cuda-notes.md, HAMi-core #36, #57).
+//
+// The selection is cross-checked: the wrapper replaces the driver's answer only if that
+// answer is the very function we resolved for the variant. A driver newer than the toolkit
+// the table was generated from may have a newer variant (say cuMemAlloc_v3) that our table
+// does not know; its callers then get the driver's function, unhooked, never our wrapper
+// of an older ABI.
 #include <cuda.h>
-
-#include <pthread.h>
-
-#include <atomic>
 
 #include "interpose/hook_table.h"
 #include "interpose/interposer.h"
@@ -24,13 +26,6 @@ namespace ipc = spillway::interpose;
 
 namespace {
 
-void AtForkChild() { ipc::ResetAfterFork(); }
-
-void InstallForkHandler() {
-  static std::atomic<bool> installed{false};
-  if (!installed.exchange(true)) pthread_atfork(nullptr, nullptr, &AtForkChild);
-}
-
 CUresult GetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t flags,
                         CUdriverProcAddressQueryResult* status) {
   PFN_cuGetProcAddress_v12000 real = ipc::RealGetProcAddress();
@@ -40,7 +35,7 @@ CUresult GetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t 
   bool known = false;
   if (const char* variant = ipc::SelectVariant(symbol, version, flags, &known);
       variant != nullptr) {
-    if (void* hook = ipc::HookForSymbol(variant); hook != nullptr) *pfn = hook;
+    if (void* hook = ipc::HookIfSameVariant(variant, *pfn); hook != nullptr) *pfn = hook;
   }
   return r;
 }
@@ -48,7 +43,6 @@ CUresult GetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t 
 }  // namespace
 
 SPW_EXPORT CUresult cuInit(unsigned int flags) {
-  InstallForkHandler();
   ipc::Start();  // a bad SPILLWAY_* value ends the process here, at its start
   auto real = SPW_REAL(cuInit);
   if (real == nullptr) return CUDA_ERROR_NO_DEVICE;
@@ -56,8 +50,7 @@ SPW_EXPORT CUresult cuInit(unsigned int flags) {
 }
 
 SPW_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int version,
-                                        cuuint64_t flags,
-                                        CUdriverProcAddressQueryResult* status) {
+                                        cuuint64_t flags, CUdriverProcAddressQueryResult* status) {
   return GetProcAddress(symbol, pfn, version, flags, status);
 }
 

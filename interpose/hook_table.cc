@@ -53,8 +53,8 @@ constexpr bool IsDriverVariant(std::string_view base, int version, VariantKind k
   return false;
 }
 
-#define SPW_CHECK_ROW(base, version, kind, symbol, pfn)                            \
-  static_assert(IsDriverVariant(#base, version, VariantKind::kind, #symbol),       \
+#define SPW_CHECK_ROW(base, version, kind, symbol, pfn)                      \
+  static_assert(IsDriverVariant(#base, version, VariantKind::kind, #symbol), \
                 #symbol " is not a variant in spillway/driver_variants.inc");
 SPW_HOOKED_VARIANTS(SPW_CHECK_ROW)
 SPW_AUX_VARIANTS(SPW_CHECK_ROW)
@@ -95,8 +95,7 @@ PFN_cuGetProcAddress_v12000 RealGetProcAddress() {
     // lookup below never reaches our own exports.
     void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
     if (driver == nullptr || real_dlsym == nullptr) return PFN_cuGetProcAddress_v12000{nullptr};
-    return reinterpret_cast<PFN_cuGetProcAddress_v12000>(
-        real_dlsym(driver, "cuGetProcAddress_v2"));
+    return reinterpret_cast<PFN_cuGetProcAddress_v12000>(real_dlsym(driver, "cuGetProcAddress_v2"));
   }();
   return real;
 }
@@ -114,7 +113,7 @@ void* RealFunction(Fn fn) {
                                  : CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
     CUdriverProcAddressQueryResult status;
     if (get_proc(row.base.data(),  // a literal: NUL-terminated
-                  &function, row.version, flags, &status) != CUDA_SUCCESS) {
+                 &function, row.version, flags, &status) != CUDA_SUCCESS) {
       function = nullptr;
     }
   }
@@ -128,6 +127,15 @@ void* HookForSymbol(const char* symbol) {
   if (symbol == nullptr || symbol[0] != 'c' || symbol[1] != 'u') return nullptr;
   for (int i = 0; i < kHookCount; ++i) {
     if (std::strcmp(kRows[i].symbol, symbol) == 0) return kRows[i].hook;
+  }
+  return nullptr;
+}
+
+void* HookIfSameVariant(const char* symbol, void* real_answer) {
+  if (symbol == nullptr || real_answer == nullptr) return nullptr;
+  for (int i = 0; i < kHookCount; ++i) {
+    if (std::strcmp(kRows[i].symbol, symbol) != 0) continue;
+    return RealFunction(static_cast<Fn>(i)) == real_answer ? kRows[i].hook : nullptr;
   }
   return nullptr;
 }

@@ -76,6 +76,33 @@
   X(cuMemsetD16Async, 7000, PTSZ, cuMemsetD16Async_ptsz, PFN_cuMemsetD16Async_v7000_ptsz)          \
   X(cuMemsetD32Async, 3020, DEFAULT, cuMemsetD32Async, PFN_cuMemsetD32Async_v3020)                 \
   X(cuMemsetD32Async, 7000, PTSZ, cuMemsetD32Async_ptsz, PFN_cuMemsetD32Async_v7000_ptsz)          \
+  X(cuMemcpy2D, 3020, DEFAULT, cuMemcpy2D_v2, PFN_cuMemcpy2D_v3020)                                \
+  X(cuMemcpy2D, 7000, PTDS, cuMemcpy2D_v2_ptds, PFN_cuMemcpy2D_v7000_ptds)                         \
+  X(cuMemcpy2DUnaligned, 3020, DEFAULT, cuMemcpy2DUnaligned_v2, PFN_cuMemcpy2DUnaligned_v3020)     \
+  X(cuMemcpy2DUnaligned, 7000, PTDS, cuMemcpy2DUnaligned_v2_ptds,                                  \
+    PFN_cuMemcpy2DUnaligned_v7000_ptds)                                                            \
+  X(cuMemcpy2DAsync, 3020, DEFAULT, cuMemcpy2DAsync_v2, PFN_cuMemcpy2DAsync_v3020)                 \
+  X(cuMemcpy2DAsync, 7000, PTSZ, cuMemcpy2DAsync_v2_ptsz, PFN_cuMemcpy2DAsync_v7000_ptsz)          \
+  X(cuMemcpy3D, 3020, DEFAULT, cuMemcpy3D_v2, PFN_cuMemcpy3D_v3020)                                \
+  X(cuMemcpy3D, 7000, PTDS, cuMemcpy3D_v2_ptds, PFN_cuMemcpy3D_v7000_ptds)                         \
+  X(cuMemcpy3DAsync, 3020, DEFAULT, cuMemcpy3DAsync_v2, PFN_cuMemcpy3DAsync_v3020)                 \
+  X(cuMemcpy3DAsync, 7000, PTSZ, cuMemcpy3DAsync_v2_ptsz, PFN_cuMemcpy3DAsync_v7000_ptsz)          \
+  X(cuMemcpyPeer, 4000, DEFAULT, cuMemcpyPeer, PFN_cuMemcpyPeer_v4000)                             \
+  X(cuMemcpyPeer, 7000, PTDS, cuMemcpyPeer_ptds, PFN_cuMemcpyPeer_v7000_ptds)                      \
+  X(cuMemcpyPeerAsync, 4000, DEFAULT, cuMemcpyPeerAsync, PFN_cuMemcpyPeerAsync_v4000)              \
+  X(cuMemcpyPeerAsync, 7000, PTSZ, cuMemcpyPeerAsync_ptsz, PFN_cuMemcpyPeerAsync_v7000_ptsz)       \
+  X(cuMemsetD2D8, 3020, DEFAULT, cuMemsetD2D8_v2, PFN_cuMemsetD2D8_v3020)                          \
+  X(cuMemsetD2D8, 7000, PTDS, cuMemsetD2D8_v2_ptds, PFN_cuMemsetD2D8_v7000_ptds)                   \
+  X(cuMemsetD2D16, 3020, DEFAULT, cuMemsetD2D16_v2, PFN_cuMemsetD2D16_v3020)                       \
+  X(cuMemsetD2D16, 7000, PTDS, cuMemsetD2D16_v2_ptds, PFN_cuMemsetD2D16_v7000_ptds)                \
+  X(cuMemsetD2D32, 3020, DEFAULT, cuMemsetD2D32_v2, PFN_cuMemsetD2D32_v3020)                       \
+  X(cuMemsetD2D32, 7000, PTDS, cuMemsetD2D32_v2_ptds, PFN_cuMemsetD2D32_v7000_ptds)                \
+  X(cuMemsetD2D8Async, 3020, DEFAULT, cuMemsetD2D8Async, PFN_cuMemsetD2D8Async_v3020)              \
+  X(cuMemsetD2D8Async, 7000, PTSZ, cuMemsetD2D8Async_ptsz, PFN_cuMemsetD2D8Async_v7000_ptsz)       \
+  X(cuMemsetD2D16Async, 3020, DEFAULT, cuMemsetD2D16Async, PFN_cuMemsetD2D16Async_v3020)           \
+  X(cuMemsetD2D16Async, 7000, PTSZ, cuMemsetD2D16Async_ptsz, PFN_cuMemsetD2D16Async_v7000_ptsz)    \
+  X(cuMemsetD2D32Async, 3020, DEFAULT, cuMemsetD2D32Async, PFN_cuMemsetD2D32Async_v3020)           \
+  X(cuMemsetD2D32Async, 7000, PTSZ, cuMemsetD2D32Async_ptsz, PFN_cuMemsetD2D32Async_v7000_ptsz)    \
   X(cuLaunchKernel, 4000, DEFAULT, cuLaunchKernel, PFN_cuLaunchKernel_v4000)                       \
   X(cuLaunchKernel, 7000, PTSZ, cuLaunchKernel_ptsz, PFN_cuLaunchKernel_v7000_ptsz)                \
   X(cuLaunchKernelEx, 11060, DEFAULT, cuLaunchKernelEx, PFN_cuLaunchKernelEx_v11060)               \
@@ -123,6 +150,11 @@ void* RealFunction(Fn fn);
 // do not hook it. A table lookup only: dlsym calls it.
 void* HookForSymbol(const char* symbol);
 
+// Our wrapper for `symbol` if we hook it and the real driver's function for that variant is
+// `real_answer`; otherwise null. cuGetProcAddress uses it so that a driver newer than the
+// toolkit's table (a variant we do not know) is never answered with an older ABI's wrapper.
+void* HookIfSameVariant(const char* symbol, void* real_answer);
+
 // What the driver's cuGetProcAddress selects for (base, version, flags): the exported symbol
 // of the variant, or null if no variant matches. `base_known` says whether the name exists.
 const char* SelectVariant(const char* base, int version, cuuint64_t flags, bool* base_known);
@@ -133,7 +165,7 @@ PFN_cuGetProcAddress_v12000 RealGetProcAddress();
 }  // namespace spillway::interpose
 
 // SPW_REAL(cuMemAlloc_v2): the real driver's variant, typed (null if the driver lacks it).
-#define SPW_REAL(symbol)                                                        \
+#define SPW_REAL(symbol)                                                                   \
   reinterpret_cast<std::remove_const_t<decltype(spillway::interpose::real_type::symbol)>>( \
       spillway::interpose::RealFunction(spillway::interpose::Fn::symbol))
 

@@ -41,12 +41,11 @@ void WriteError(absl::string_view line) {
   (void)unused;
 }
 
-void WriteStatsAtExit() {
-  if (state.load(std::memory_order_acquire) != State::kOn) return;
-  if (absl::Status s = Runtime::Get().WriteStats(); !s.ok()) WriteError(s.message());
-}
+void AtForkChild() { ResetAfterFork(); }
 
 bool StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(start_mu) {
+  // Before anything can start threads: a fork child must not believe it has them.
+  pthread_atfork(nullptr, nullptr, &AtForkChild);
   // The options first, on their own: their errors stop the program; the runtime's other
   // failures (no usable device) only turn Spillway off.
   absl::StatusOr<Options> options = LoadOptionsFromEnvironment();
@@ -66,7 +65,7 @@ bool StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(start_mu) {
             std::string(status.message()));
     return false;
   }
-  std::atexit(&WriteStatsAtExit);
+  // SPILLWAY_STATS is written at exit by the runtime itself (Runtime::Init registers it).
   return true;
 }
 
@@ -161,15 +160,20 @@ CUresult ToCuResult(const absl::Status& status) {
   }
 }
 
-CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool capturing) {
+CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_thread) {
   if (!AnyManaged() || words.empty()) return CUDA_SUCCESS;
+  const CUstream effective = EffectiveStream(stream, per_thread);
+  int capturing = -1;  // not asked yet: most launches name no managed memory
+  std::vector<CUdeviceptr> bases;
   for (auto& slot : managers) {
     Manager* m = slot.load(std::memory_order_acquire);
     if (m == nullptr) continue;
+    bases.clear();
+    m->FindAllocations(words, &bases);
+    if (bases.empty()) continue;
+    if (capturing < 0) capturing = IsCapturing(stream, per_thread) ? 1 : 0;
     if (capturing) {
       // A graph's replays are not seen yet (no graph hooks): what it may touch stays mapped.
-      std::vector<CUdeviceptr> bases;
-      m->FindAllocations(words, &bases);
       for (CUdeviceptr base : bases) {
         absl::Status s = m->MarkEscaped(base, nullptr);
         if (!s.ok()) {
@@ -179,10 +183,10 @@ CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool capt
       }
       continue;
     }
-    absl::StatusOr<size_t> prepared = m->PrepareLaunch(words, stream);
+    absl::StatusOr<size_t> prepared = m->PrepareLaunch(words, effective);
     if (!prepared.ok()) {
       SPW_LOG(kError, "cannot make managed memory resident for work on stream {}: {}",
-              static_cast<void*>(stream), std::string(prepared.status().message()));
+              static_cast<void*>(effective), std::string(prepared.status().message()));
       return ToCuResult(prepared.status());
     }
   }
@@ -213,14 +217,14 @@ CUresult NoteEscapes(const void* host, size_t bytes, CUstream stream) {
 }
 
 void ResetAfterFork() {
-  // The child has one thread: this one. Locks other threads held at fork are still taken
-  // in its copy of memory, and the mover threads are gone. The child keeps running on the
-  // driver directly: the runtime's state (managers, their threads) is not usable here.
-  // Its copy of managed memory is that of the parent's mappings (CUDA itself is not usable
-  // in a fork child either unless it execs).
-  new (&start_mu) absl::Mutex(absl::kConstInit);
-  new (&contexts_mu) absl::Mutex(absl::kConstInit);
+  // The child has one thread: this one. The mover threads are gone and locks other threads
+  // held at the fork stay taken in the child's copy of memory, so the runtime's state is
+  // unusable here. The child is switched off instead: with the state no longer kNotStarted
+  // and no manager visible, no hook takes a lock or touches the runtime again, and every
+  // call goes straight to the driver (which, as CUDA itself, a child may only use after
+  // exec; an exec'd program under LD_PRELOAD starts its own Spillway).
   for (auto& slot : managers) slot.store(nullptr, std::memory_order_relaxed);
+  Runtime::Get().DisableInForkChild();  // no statistics from the child's exit
   any_managed.store(false, std::memory_order_relaxed);
   state.store(State::kOff, std::memory_order_release);
 }

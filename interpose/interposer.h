@@ -56,11 +56,12 @@ inline CUstream EffectiveStream(CUstream stream, bool per_thread) {
 }
 
 // Makes every managed allocation one of `words` points into usable by work about to be
-// queued on `stream` (Manager::PrepareLaunch, on each device's manager). On a capturing
-// stream nothing may be queued: the allocations are marked escaped instead (a graph replay
-// is not seen, so they must stay mapped for good). Returns the driver error to report, or
-// CUDA_SUCCESS.
-CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool capturing);
+// queued on `stream` (Manager::PrepareLaunch, on each device's manager); `per_thread`: the
+// call is a _ptsz/_ptds variant. On a capturing stream nothing may be queued: the
+// allocations are marked escaped instead (a graph replay is not seen, so they must stay
+// mapped for good). Whether the stream captures is asked only when a word is managed.
+// Returns the driver error to report, or CUDA_SUCCESS.
+CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_thread);
 
 // For data about to be copied to the device: every managed pointer among its aligned
 // 8-byte words escapes (Manager::MarkEscaped).

@@ -127,14 +127,12 @@ bool CollectWords(CUfunction f, void** params, void** extra, std::vector<uintptr
 }
 
 // Everything a hooked launch does before the real one.
-CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream,
-                      bool per_thread) {
+CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
   thread_local std::vector<uintptr_t> words;
   if (!CollectWords(f, params, extra, &words)) return CUDA_SUCCESS;
   if (words.empty()) return CUDA_SUCCESS;
-  return ipc::PrepareUse(words, ipc::EffectiveStream(stream, per_thread),
-                         ipc::IsCapturing(stream, per_thread));
+  return ipc::PrepareUse(words, stream, per_thread);
 }
 
 }  // namespace
@@ -151,10 +149,10 @@ CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream
     return spw_real_fn_(__VA_ARGS__);                             \
   } while (0)
 
-SPW_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy,
-                                   unsigned int gz, unsigned int bx, unsigned int by,
-                                   unsigned int bz, unsigned int shared_bytes, CUstream s,
-                                   void** params, void** extra) {
+SPW_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                   unsigned int bx, unsigned int by, unsigned int bz,
+                                   unsigned int shared_bytes, CUstream s, void** params,
+                                   void** extra) {
   SPW_CHECKED(BeforeLaunch(f, params, extra, s, false));
   SPW_CALL_REAL(cuLaunchKernel, f, gx, gy, gz, bx, by, bz, shared_bytes, s, params, extra);
 }
@@ -173,8 +171,8 @@ SPW_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f,
   SPW_CALL_REAL(cuLaunchKernelEx, config, f, params, extra);
 }
 
-SPW_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f,
-                                          void** params, void** extra) {
+SPW_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f, void** params,
+                                          void** extra) {
   if (config != nullptr) SPW_CHECKED(BeforeLaunch(f, params, extra, config->hStream, true));
   SPW_CALL_REAL(cuLaunchKernelEx_ptsz, config, f, params, extra);
 }
@@ -187,12 +185,11 @@ SPW_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, uns
   SPW_CALL_REAL(cuLaunchCooperativeKernel, f, gx, gy, gz, bx, by, bz, shared_bytes, s, params);
 }
 
-SPW_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx,
-                                                   unsigned int gy, unsigned int gz,
-                                                   unsigned int bx, unsigned int by,
-                                                   unsigned int bz, unsigned int shared_bytes,
-                                                   CUstream s, void** params) {
+SPW_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy,
+                                                   unsigned int gz, unsigned int bx,
+                                                   unsigned int by, unsigned int bz,
+                                                   unsigned int shared_bytes, CUstream s,
+                                                   void** params) {
   SPW_CHECKED(BeforeLaunch(f, params, nullptr, s, true));
-  SPW_CALL_REAL(cuLaunchCooperativeKernel_ptsz, f, gx, gy, gz, bx, by, bz, shared_bytes, s,
-                params);
+  SPW_CALL_REAL(cuLaunchCooperativeKernel_ptsz, f, gx, gy, gz, bx, by, bz, shared_bytes, s, params);
 }

@@ -11,7 +11,6 @@
 // (Manager::PrepareLaunch on its start address: whole allocations come in), and data copied
 // from the host to the device is scanned for managed pointers, which escape.
 #include <cuda.h>
-
 #include <unistd.h>
 
 #include <cstdint>
@@ -33,11 +32,11 @@ namespace ipc = spillway::interpose;
 namespace {
 
 // Calls the real variant, or reports the driver lacks it.
-#define SPW_CALL_REAL(symbol, ...)                                  \
-  do {                                                              \
-    auto spw_real_fn_ = SPW_REAL(symbol);                           \
-    if (spw_real_fn_ == nullptr) return CUDA_ERROR_NOT_SUPPORTED;   \
-    return spw_real_fn_(__VA_ARGS__);                               \
+#define SPW_CALL_REAL(symbol, ...)                                \
+  do {                                                            \
+    auto spw_real_fn_ = SPW_REAL(symbol);                         \
+    if (spw_real_fn_ == nullptr) return CUDA_ERROR_NOT_SUPPORTED; \
+    return spw_real_fn_(__VA_ARGS__);                             \
   } while (0)
 
 // A managed allocation for the current device, or null to let the driver allocate.
@@ -83,16 +82,13 @@ bool TryManagedFree(CUdeviceptr dptr, CUstream stream, CUresult* result) {
 CUresult PrepareRanges(std::initializer_list<CUdeviceptr> addresses, CUstream stream,
                        bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  bool any = false;
-  for (CUdeviceptr a : addresses) any = any || ipc::OwnerOf(a) != nullptr;
-  if (!any) return CUDA_SUCCESS;
   static_assert(sizeof(CUdeviceptr) == sizeof(uintptr_t));
   uintptr_t words[2];
   size_t n = 0;
-  for (CUdeviceptr a : addresses) words[n++] = a;
-  return ipc::PrepareUse(std::span<const uintptr_t>(words, n),
-                         ipc::EffectiveStream(stream, per_thread),
-                         ipc::IsCapturing(stream, per_thread));
+  for (CUdeviceptr a : addresses) {
+    if (a != 0 && n < 2) words[n++] = a;
+  }
+  return ipc::PrepareUse(std::span<const uintptr_t>(words, n), stream, per_thread);
 }
 
 // Whether unified-addressing `ptr` is host memory (pageable or page-locked).
@@ -112,8 +108,7 @@ CUresult HtoD(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream, b
   return ipc::NoteEscapes(src, bytes, ipc::EffectiveStream(stream, per_thread));
 }
 
-CUresult Unified(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream,
-                 bool per_thread) {
+CUresult Unified(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
   if (CUresult r = PrepareRanges({dst, src}, stream, per_thread); r != CUDA_SUCCESS) return r;
   if (!IsHostPointer(src)) return CUDA_SUCCESS;
@@ -349,8 +344,8 @@ SPW_EXPORT CUresult cuPointerGetAttributes(unsigned int count, CUpointer_attribu
 
 // --- copies ----------------------------------------------------------------------------
 
-#define SPW_CHECKED(expr)                            \
-  do {                                               \
+#define SPW_CHECKED(expr)                                                \
+  do {                                                                   \
     if (CUresult spw_r_ = (expr); spw_r_ != CUDA_SUCCESS) return spw_r_; \
   } while (0)
 
@@ -366,8 +361,7 @@ SPW_EXPORT CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t bytes
   SPW_CHECKED(Unified(dst, src, bytes, s, false));
   SPW_CALL_REAL(cuMemcpyAsync, dst, src, bytes, s);
 }
-SPW_EXPORT CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
-                                       CUstream s) {
+SPW_EXPORT CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream s) {
   SPW_CHECKED(Unified(dst, src, bytes, s, true));
   SPW_CALL_REAL(cuMemcpyAsync_ptsz, dst, src, bytes, s);
 }
@@ -453,3 +447,156 @@ SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, 
 SPW_SET_HOOKS(8, unsigned char)
 SPW_SET_HOOKS(16, unsigned short)
 SPW_SET_HOOKS(32, unsigned int)
+
+// --- 2D and 3D copies, peer copies, 2D sets ----------------------------------------------
+//
+// simcuda does not implement these (a program using them fails there with the driver's own
+// error); the hooks make the same residency and escape checks as the 1D ones.
+
+namespace {
+
+// One side of a 2D/3D copy: its device address (0: not device memory) and, for host
+// memory, the span of bytes it reads.
+struct CopySide {
+  CUdeviceptr device = 0;
+  const void* host = nullptr;
+  size_t host_bytes = 0;
+};
+
+CopySide Side(CUmemorytype type, const void* host, CUdeviceptr device, size_t offset, size_t span) {
+  CopySide side;
+  if (type == CU_MEMORYTYPE_HOST ||
+      (type == CU_MEMORYTYPE_UNIFIED && device != 0 && IsHostPointer(device))) {
+    const void* start = type == CU_MEMORYTYPE_HOST ? host : reinterpret_cast<const void*>(device);
+    if (start != nullptr) {
+      side.host = static_cast<const unsigned char*>(start) + offset;
+      side.host_bytes = span;
+    }
+  } else if (type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_UNIFIED) {
+    side.device = device + offset;
+  }
+  return side;
+}
+
+CUresult PrepareCopy(const CopySide& src, const CopySide& dst, CUstream stream, bool per_thread) {
+  if (!ipc::AnyManaged()) return CUDA_SUCCESS;
+  if (CUresult r = PrepareRanges({src.device, dst.device}, stream, per_thread); r != CUDA_SUCCESS) {
+    return r;
+  }
+  if (src.host == nullptr || dst.device == 0) return CUDA_SUCCESS;
+  return ipc::NoteEscapes(src.host, src.host_bytes, ipc::EffectiveStream(stream, per_thread));
+}
+
+CUresult Prepare2D(const CUDA_MEMCPY2D* c, CUstream stream, bool per_thread) {
+  if (c == nullptr || !ipc::AnyManaged() || c->Height == 0) return CUDA_SUCCESS;
+  auto span = [&](size_t pitch) { return (c->Height - 1) * pitch + c->WidthInBytes; };
+  CopySide src = Side(c->srcMemoryType, c->srcHost, c->srcDevice,
+                      c->srcY * c->srcPitch + c->srcXInBytes, span(c->srcPitch));
+  CopySide dst = Side(c->dstMemoryType, c->dstHost, c->dstDevice,
+                      c->dstY * c->dstPitch + c->dstXInBytes, span(c->dstPitch));
+  return PrepareCopy(src, dst, stream, per_thread);
+}
+
+CUresult Prepare3D(const CUDA_MEMCPY3D* c, CUstream stream, bool per_thread) {
+  if (c == nullptr || !ipc::AnyManaged() || c->Height == 0 || c->Depth == 0) return CUDA_SUCCESS;
+  auto span = [&](size_t pitch, size_t height) {
+    return ((c->Depth - 1) * height + (c->Height - 1)) * pitch + c->WidthInBytes;
+  };
+  CopySide src = Side(c->srcMemoryType, c->srcHost, c->srcDevice,
+                      (c->srcZ * c->srcHeight + c->srcY) * c->srcPitch + c->srcXInBytes,
+                      span(c->srcPitch, c->srcHeight));
+  CopySide dst = Side(c->dstMemoryType, c->dstHost, c->dstDevice,
+                      (c->dstZ * c->dstHeight + c->dstY) * c->dstPitch + c->dstXInBytes,
+                      span(c->dstPitch, c->dstHeight));
+  return PrepareCopy(src, dst, stream, per_thread);
+}
+
+}  // namespace
+
+SPW_EXPORT CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* c) {
+  SPW_CHECKED(Prepare2D(c, nullptr, false));
+  SPW_CALL_REAL(cuMemcpy2D_v2, c);
+}
+SPW_EXPORT CUresult cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D* c) {
+  SPW_CHECKED(Prepare2D(c, nullptr, true));
+  SPW_CALL_REAL(cuMemcpy2D_v2_ptds, c);
+}
+SPW_EXPORT CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D* c) {
+  SPW_CHECKED(Prepare2D(c, nullptr, false));
+  SPW_CALL_REAL(cuMemcpy2DUnaligned_v2, c);
+}
+SPW_EXPORT CUresult cuMemcpy2DUnaligned_v2_ptds(const CUDA_MEMCPY2D* c) {
+  SPW_CHECKED(Prepare2D(c, nullptr, true));
+  SPW_CALL_REAL(cuMemcpy2DUnaligned_v2_ptds, c);
+}
+SPW_EXPORT CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D* c, CUstream s) {
+  SPW_CHECKED(Prepare2D(c, s, false));
+  SPW_CALL_REAL(cuMemcpy2DAsync_v2, c, s);
+}
+SPW_EXPORT CUresult cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D* c, CUstream s) {
+  SPW_CHECKED(Prepare2D(c, s, true));
+  SPW_CALL_REAL(cuMemcpy2DAsync_v2_ptsz, c, s);
+}
+SPW_EXPORT CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D* c) {
+  SPW_CHECKED(Prepare3D(c, nullptr, false));
+  SPW_CALL_REAL(cuMemcpy3D_v2, c);
+}
+SPW_EXPORT CUresult cuMemcpy3D_v2_ptds(const CUDA_MEMCPY3D* c) {
+  SPW_CHECKED(Prepare3D(c, nullptr, true));
+  SPW_CALL_REAL(cuMemcpy3D_v2_ptds, c);
+}
+SPW_EXPORT CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D* c, CUstream s) {
+  SPW_CHECKED(Prepare3D(c, s, false));
+  SPW_CALL_REAL(cuMemcpy3DAsync_v2, c, s);
+}
+SPW_EXPORT CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D* c, CUstream s) {
+  SPW_CHECKED(Prepare3D(c, s, true));
+  SPW_CALL_REAL(cuMemcpy3DAsync_v2_ptsz, c, s);
+}
+
+SPW_EXPORT CUresult cuMemcpyPeer(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
+                                 CUcontext src_ctx, size_t bytes) {
+  SPW_CHECKED(PrepareRanges({dst, src}, nullptr, false));
+  SPW_CALL_REAL(cuMemcpyPeer, dst, dst_ctx, src, src_ctx, bytes);
+}
+SPW_EXPORT CUresult cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
+                                      CUcontext src_ctx, size_t bytes) {
+  SPW_CHECKED(PrepareRanges({dst, src}, nullptr, true));
+  SPW_CALL_REAL(cuMemcpyPeer_ptds, dst, dst_ctx, src, src_ctx, bytes);
+}
+SPW_EXPORT CUresult cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
+                                      CUcontext src_ctx, size_t bytes, CUstream s) {
+  SPW_CHECKED(PrepareRanges({dst, src}, s, false));
+  SPW_CALL_REAL(cuMemcpyPeerAsync, dst, dst_ctx, src, src_ctx, bytes, s);
+}
+SPW_EXPORT CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
+                                           CUcontext src_ctx, size_t bytes, CUstream s) {
+  SPW_CHECKED(PrepareRanges({dst, src}, s, true));
+  SPW_CALL_REAL(cuMemcpyPeerAsync_ptsz, dst, dst_ctx, src, src_ctx, bytes, s);
+}
+
+#define SPW_SET2D_HOOKS(bits, value_type)                                                          \
+  SPW_EXPORT CUresult cuMemsetD2D##bits##_v2(CUdeviceptr dst, size_t pitch, value_type value,      \
+                                             size_t width, size_t height) {                        \
+    SPW_CHECKED(PrepareRanges({dst}, nullptr, false));                                             \
+    SPW_CALL_REAL(cuMemsetD2D##bits##_v2, dst, pitch, value, width, height);                       \
+  }                                                                                                \
+  SPW_EXPORT CUresult cuMemsetD2D##bits##_v2_ptds(CUdeviceptr dst, size_t pitch, value_type value, \
+                                                  size_t width, size_t height) {                   \
+    SPW_CHECKED(PrepareRanges({dst}, nullptr, true));                                              \
+    SPW_CALL_REAL(cuMemsetD2D##bits##_v2_ptds, dst, pitch, value, width, height);                  \
+  }                                                                                                \
+  SPW_EXPORT CUresult cuMemsetD2D##bits##Async(CUdeviceptr dst, size_t pitch, value_type value,    \
+                                               size_t width, size_t height, CUstream s) {          \
+    SPW_CHECKED(PrepareRanges({dst}, s, false));                                                   \
+    SPW_CALL_REAL(cuMemsetD2D##bits##Async, dst, pitch, value, width, height, s);                  \
+  }                                                                                                \
+  SPW_EXPORT CUresult cuMemsetD2D##bits##Async_ptsz(                                               \
+      CUdeviceptr dst, size_t pitch, value_type value, size_t width, size_t height, CUstream s) {  \
+    SPW_CHECKED(PrepareRanges({dst}, s, true));                                                    \
+    SPW_CALL_REAL(cuMemsetD2D##bits##Async_ptsz, dst, pitch, value, width, height, s);             \
+  }
+
+SPW_SET2D_HOOKS(8, unsigned char)
+SPW_SET2D_HOOKS(16, unsigned short)
+SPW_SET2D_HOOKS(32, unsigned int)
