@@ -110,7 +110,18 @@
   X(cuLaunchCooperativeKernel, 9000, DEFAULT, cuLaunchCooperativeKernel,                           \
     PFN_cuLaunchCooperativeKernel_v9000)                                                           \
   X(cuLaunchCooperativeKernel, 9000, PTSZ, cuLaunchCooperativeKernel_ptsz,                         \
-    PFN_cuLaunchCooperativeKernel_v9000_ptsz)
+    PFN_cuLaunchCooperativeKernel_v9000_ptsz)                                                      \
+  X(cuGraphInstantiateWithFlags, 11040, DEFAULT, cuGraphInstantiateWithFlags,                      \
+    PFN_cuGraphInstantiateWithFlags_v11040)                                                        \
+  X(cuGraphInstantiateWithParams, 12000, DEFAULT, cuGraphInstantiateWithParams,                    \
+    PFN_cuGraphInstantiateWithParams_v12000)                                                       \
+  X(cuGraphInstantiateWithParams, 12000, PTSZ, cuGraphInstantiateWithParams_ptsz,                  \
+    PFN_cuGraphInstantiateWithParams_v12000_ptsz)                                                  \
+  X(cuGraphExecKernelNodeSetParams, 12000, DEFAULT, cuGraphExecKernelNodeSetParams_v2,             \
+    PFN_cuGraphExecKernelNodeSetParams_v12000)                                                     \
+  X(cuGraphExecDestroy, 10000, DEFAULT, cuGraphExecDestroy, PFN_cuGraphExecDestroy_v10000)         \
+  X(cuGraphLaunch, 10000, DEFAULT, cuGraphLaunch, PFN_cuGraphLaunch_v10000)                        \
+  X(cuGraphLaunch, 10000, PTSZ, cuGraphLaunch_ptsz, PFN_cuGraphLaunch_v10000_ptsz)
 
 #define SPW_AUX_VARIANTS(X)                                                                        \
   X(cuCtxGetCurrent, 4000, DEFAULT, cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000)                    \
@@ -123,7 +134,11 @@
   X(cuStreamIsCapturing, 10000, PTSZ, cuStreamIsCapturing_ptsz,                                    \
     PFN_cuStreamIsCapturing_v10000_ptsz)                                                           \
   X(cuFuncGetParamInfo, 12040, DEFAULT, cuFuncGetParamInfo, PFN_cuFuncGetParamInfo_v12040)         \
-  X(cuKernelGetParamInfo, 12040, DEFAULT, cuKernelGetParamInfo, PFN_cuKernelGetParamInfo_v12040)
+  X(cuKernelGetParamInfo, 12040, DEFAULT, cuKernelGetParamInfo, PFN_cuKernelGetParamInfo_v12040)   \
+  X(cuGraphGetNodes, 10000, DEFAULT, cuGraphGetNodes, PFN_cuGraphGetNodes_v10000)                  \
+  X(cuGraphNodeGetType, 10000, DEFAULT, cuGraphNodeGetType, PFN_cuGraphNodeGetType_v10000)         \
+  X(cuGraphKernelNodeGetParams, 12000, DEFAULT, cuGraphKernelNodeGetParams_v2,                     \
+    PFN_cuGraphKernelNodeGetParams_v12000)
 // clang-format on
 
 namespace spillway::interpose {

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "runtime/manager.h"
 
@@ -62,6 +63,10 @@ inline CUstream EffectiveStream(CUstream stream, bool per_thread) {
 // mapped for good). Whether the stream captures is asked only when a word is managed.
 // Returns the driver error to report, or CUDA_SUCCESS.
 CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_thread);
+
+// The aligned 8-byte words of a kernel's argument values (from `params` with the
+// function's layout, or from the `extra` buffer); false when they cannot be known.
+bool LaunchArgumentWords(CUfunction f, void** params, void** extra, std::vector<uintptr_t>* words);
 
 // For data about to be copied to the device: every managed pointer among its aligned
 // 8-byte words escapes (Manager::MarkEscaped).

@@ -97,8 +97,10 @@ void AppendWords(const unsigned char* data, size_t offset, size_t size,
   }
 }
 
-// Collects the argument words of a launch; false if they cannot be known.
-bool CollectWords(CUfunction f, void** params, void** extra, std::vector<uintptr_t>* words) {
+}  // namespace
+
+bool ipc::LaunchArgumentWords(CUfunction f, void** params, void** extra,
+                              std::vector<uintptr_t>* words) {
   words->clear();
   if (extra != nullptr) {
     const void* buffer = nullptr;
@@ -126,11 +128,13 @@ bool CollectWords(CUfunction f, void** params, void** extra, std::vector<uintptr
   return true;
 }
 
+namespace {
+
 // Everything a hooked launch does before the real one.
 CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
   thread_local std::vector<uintptr_t> words;
-  if (!CollectWords(f, params, extra, &words)) return CUDA_SUCCESS;
+  if (!ipc::LaunchArgumentWords(f, params, extra, &words)) return CUDA_SUCCESS;
   if (words.empty()) return CUDA_SUCCESS;
   return ipc::PrepareUse(words, stream, per_thread);
 }

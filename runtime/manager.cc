@@ -575,15 +575,25 @@ absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, 
   // Each allocation once, whichever of its addresses the arguments hold: a kernel given
   // any pointer into it may reach all of it.
   absl::flat_hash_set<CUdeviceptr> done;
+  // What one launch can have in HBM at once. Allocations past it are not fetched: fetching
+  // them would evict the ones fetched just before, for the same launch (a thrash that moves
+  // every byte for nothing). They are read where they are, over the link.
+  uint64_t budget = config_.hbm_limit_bytes;
   for (const AllocationMap::Hit& hit : hits) {
     if (hit.allocation == nullptr || !done.insert(hit.base).second) continue;
     size_t size = 0;
+    size_t reserved = 0;
     {
       absl::MutexLock lock(&mu_);
       if (!allocations_.contains(hit.allocation)) continue;
       size = hit.allocation->size;
+      reserved = hit.allocation->reserved;
     }
-    absl::Status status = Prefetch(hit.base, size, Tier::kDevice, stream, FetchReason::kOnDemand);
+    absl::Status status = absl::ResourceExhaustedError("over this launch's share of HBM");
+    if (reserved <= budget) {
+      budget -= reserved;
+      status = Prefetch(hit.base, size, Tier::kDevice, stream, FetchReason::kOnDemand);
+    }
     if (status.code() == absl::StatusCode::kResourceExhausted) {
       // Larger than what HBM can give it now: the kernel reads it where it is, over the
       // link; only chunks outside mapped memory must come back.

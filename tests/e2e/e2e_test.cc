@@ -198,17 +198,26 @@ TEST_F(E2eTest, ForkChildStartsCleanAndParentGoesOn) {
 }
 
 TEST_F(E2eTest, GraphCapturedOverManagedMemoryReplaysCorrectly) {
-  // Twice the device; replays are not inspected yet: captured data must stay mapped. An NVMe
-  // tier is on, so data that was not kept mapped would fault.
-  Result big = Run({SPW_GRAPH_REPLAY, SPW_KERNELS, "10"}, {{"SIMCUDA_DEVICE_MEMORY", "1G"}}, false);
+  // Twice the device, replayed 100 times. Captured data stays mapped (it escaped at capture:
+  // an NVMe tier is on, so data that was not kept mapped would fault), and every replay is
+  // inspected at cuGraphLaunch, which brings its data into HBM (fetches on demand).
+  Result big =
+      Run({SPW_GRAPH_REPLAY, SPW_KERNELS, "100"}, {{"SIMCUDA_DEVICE_MEMORY", "1G"}}, false);
   ASSERT_EQ(big.status, 0) << big.err;
-  Result tiered = Run(
-      {SPW_GRAPH_REPLAY, SPW_KERNELS, "10"},
-      {{"SPILLWAY_HBM_LIMIT", "32M"}, {"SPILLWAY_HOST_LIMIT", "96M"}, {"SPILLWAY_NVME_PATH", dir_}},
-      true);
+  const std::string stats = dir_ + "/graph-stats.json";
+  Result tiered = Run({SPW_GRAPH_REPLAY, SPW_KERNELS, "100"},
+                      {{"SIMCUDA_DEVICE_MEMORY", "32M"},
+                       {"SPILLWAY_HBM_LIMIT", "16M"},
+                       {"SPILLWAY_HOST_LIMIT", "48M"},
+                       {"SPILLWAY_NVME_PATH", dir_},
+                       {"SPILLWAY_STATS", stats}},
+                      true);
   ASSERT_EQ(tiered.status, 0) << tiered.err;
   EXPECT_EQ(Checksum(tiered), Checksum(big));
   EXPECT_FALSE(Checksum(tiered).empty());
+  std::string json = ReadFile(stats);
+  EXPECT_THAT(json, HasSubstr("\"fetches_on_demand\"")) << json;
+  EXPECT_THAT(json, ::testing::Not(HasSubstr("\"fetches_on_demand\": 0,"))) << json;
 }
 
 TEST_F(E2eTest, BadSettingStopsTheProgramAtStartNamingTheVariable) {

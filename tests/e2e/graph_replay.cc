@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // graph_replay MODULE REPLAYS: captures one step (a `mix` kernel over each pair of 8 buffers
-// of 16 MiB, twice the 64 MiB device) into a graph on a capturing stream, replays it
-// REPLAYS times, and prints a checksum of every byte. Under Spillway the capture must not
-// be broken (nothing queued on, nor synchronised with, a capturing stream) and the replays,
-// which Spillway does not inspect yet, must find every buffer mapped.
+// of 8 MiB, twice the 32 MiB device the test gives it) into a graph on a capturing stream, replays
+// it REPLAYS times, and prints a checksum of every byte. Under Spillway the capture must not be
+// broken (nothing queued on, nor synchronised with, a capturing stream) and the replays, which
+// Spillway inspects at cuGraphLaunch, must find every buffer mapped.
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   }
   const int replays = std::atoi(argv[2]);
   constexpr int kBuffers = 8;
-  constexpr size_t kBytes = size_t{16} << 20;
+  constexpr size_t kBytes = size_t{8} << 20;
   const int n = static_cast<int>(kBytes / sizeof(float));
   Driver d = LoadDriver("direct");
   E2E_CHECK(d, d.Init(0));

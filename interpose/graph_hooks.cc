@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Hooks of CUDA graphs: replays never pass through cuLaunchKernel, so the arguments of an
+// executable graph's kernel nodes are read when it is instantiated (and when a node's
+// parameters are updated), and checked at every cuGraphLaunch: the allocations they point
+// into are made usable by the launch's stream first, exactly as for a direct launch.
+//
+// Captured work itself is handled at capture time (launch_hooks.cc, PrepareUse): what a
+// capture names is marked escaped, so it stays in mapped memory for good, whatever the
+// graph's replays do. The words read here let replays find their data in HBM.
+//
+// Thread safety: the table of executable graphs has its own mutex; a launch copies its
+// words out under a reader lock.
+#include <cuda.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "interpose/hook_table.h"
+#include "interpose/interposer.h"
+#include "runtime/log.h"
+
+namespace ipc = spillway::interpose;
+
+#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+struct ExecutableGraph {
+  CUgraph graph = nullptr;
+  absl::flat_hash_map<CUgraphNode, std::vector<uintptr_t>> words_by_node;
+};
+
+absl::Mutex graphs_mu(absl::kConstInit);
+auto* graphs ABSL_PT_GUARDED_BY(graphs_mu) =
+    new absl::flat_hash_map<CUgraphExec, ExecutableGraph>();  // never destroyed
+
+std::vector<uintptr_t> KernelNodeWords(const CUDA_KERNEL_NODE_PARAMS& p) {
+  std::vector<uintptr_t> words;
+  CUfunction f = p.func != nullptr ? p.func : reinterpret_cast<CUfunction>(p.kern);
+  if (!ipc::LaunchArgumentWords(f, p.kernelParams, p.extra, &words)) words.clear();
+  return words;
+}
+
+// Reads the kernel nodes of `graph` for the executable `exec`.
+void Remember(CUgraphExec exec, CUgraph graph) {
+  auto get_nodes = SPW_REAL(cuGraphGetNodes);
+  auto node_type = SPW_REAL(cuGraphNodeGetType);
+  auto kernel_params = SPW_REAL(cuGraphKernelNodeGetParams_v2);
+  if (get_nodes == nullptr || node_type == nullptr || kernel_params == nullptr) return;
+  size_t count = 0;
+  if (get_nodes(graph, nullptr, &count) != CUDA_SUCCESS) return;
+  std::vector<CUgraphNode> nodes(count);
+  if (count != 0 && get_nodes(graph, nodes.data(), &count) != CUDA_SUCCESS) return;
+  ExecutableGraph entry;
+  entry.graph = graph;
+  for (CUgraphNode node : nodes) {
+    CUgraphNodeType type;
+    if (node_type(node, &type) != CUDA_SUCCESS || type != CU_GRAPH_NODE_TYPE_KERNEL) continue;
+    CUDA_KERNEL_NODE_PARAMS p = {};
+    if (kernel_params(node, &p) != CUDA_SUCCESS) continue;
+    entry.words_by_node[node] = KernelNodeWords(p);
+  }
+  absl::MutexLock lock(&graphs_mu);
+  (*graphs)[exec] = std::move(entry);
+}
+
+CUresult BeforeGraphLaunch(CUgraphExec exec, CUstream stream, bool per_thread) {
+  if (!ipc::AnyManaged()) return CUDA_SUCCESS;
+  thread_local std::vector<uintptr_t> words;
+  words.clear();
+  {
+    absl::ReaderMutexLock lock(&graphs_mu);
+    auto it = graphs->find(exec);
+    if (it == graphs->end()) return CUDA_SUCCESS;
+    for (const auto& [node, node_words] : it->second.words_by_node) {
+      words.insert(words.end(), node_words.begin(), node_words.end());
+    }
+  }
+  if (words.empty()) return CUDA_SUCCESS;
+  return ipc::PrepareUse(words, stream, per_thread);
+}
+
+}  // namespace
+
+SPW_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph,
+                                                unsigned long long flags) {
+  auto real = SPW_REAL(cuGraphInstantiateWithFlags);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(exec, graph, flags);
+  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
+  return r;
+}
+
+SPW_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec* exec, CUgraph graph,
+                                                 CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
+  auto real = SPW_REAL(cuGraphInstantiateWithParams);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(exec, graph, params);
+  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
+  return r;
+}
+
+SPW_EXPORT CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec* exec, CUgraph graph,
+                                                      CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
+  auto real = SPW_REAL(cuGraphInstantiateWithParams_ptsz);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(exec, graph, params);
+  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
+  return r;
+}
+
+SPW_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgraphNode node,
+                                                      const CUDA_KERNEL_NODE_PARAMS* params) {
+  auto real = SPW_REAL(cuGraphExecKernelNodeSetParams_v2);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(exec, node, params);
+  if (r == CUDA_SUCCESS && params != nullptr) {
+    std::vector<uintptr_t> words = KernelNodeWords(*params);
+    absl::MutexLock lock(&graphs_mu);
+    auto it = graphs->find(exec);
+    if (it != graphs->end()) it->second.words_by_node[node] = std::move(words);
+  }
+  return r;
+}
+
+SPW_EXPORT CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  auto real = SPW_REAL(cuGraphExecDestroy);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(exec);
+  if (r == CUDA_SUCCESS) {
+    absl::MutexLock lock(&graphs_mu);
+    graphs->erase(exec);
+  }
+  return r;
+}
+
+SPW_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
+  if (CUresult r = BeforeGraphLaunch(exec, stream, false); r != CUDA_SUCCESS) return r;
+  auto real = SPW_REAL(cuGraphLaunch);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  return real(exec, stream);
+}
+
+SPW_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream stream) {
+  if (CUresult r = BeforeGraphLaunch(exec, stream, true); r != CUDA_SUCCESS) return r;
+  auto real = SPW_REAL(cuGraphLaunch_ptsz);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  return real(exec, stream);
+}
