@@ -164,30 +164,31 @@ CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_
   if (!AnyManaged() || words.empty()) return CUDA_SUCCESS;
   const CUstream effective = EffectiveStream(stream, per_thread);
   int capturing = -1;  // not asked yet: most launches name no managed memory
-  std::vector<CUdeviceptr> bases;
+  thread_local std::vector<AllocationMap::Hit> hits;
   for (auto& slot : managers) {
     Manager* m = slot.load(std::memory_order_acquire);
     if (m == nullptr) continue;
-    bases.clear();
-    m->FindAllocations(words, &bases);
-    if (bases.empty()) continue;
+    hits.clear();
+    m->FindHits(words, &hits);
+    if (hits.empty()) continue;
     if (capturing < 0) capturing = IsCapturing(stream, per_thread) ? 1 : 0;
     if (capturing) {
-      // A graph's replays are not seen yet (no graph hooks): what it may touch stays mapped.
-      for (CUdeviceptr base : bases) {
-        absl::Status s = m->MarkEscaped(base, nullptr);
+      // Nothing may be queued on a capturing stream, and what the graph touches must stay
+      // mapped for its replays (which are checked at cuGraphLaunch): it escapes.
+      for (const AllocationMap::Hit& hit : hits) {
+        absl::Status s = m->MarkEscaped(hit.base, nullptr);
         if (!s.ok()) {
-          SPW_LOG(kError, "captured work uses {:#x}: {}", base, std::string(s.message()));
+          SPW_LOG(kError, "captured work uses {:#x}: {}", hit.base, std::string(s.message()));
           return ToCuResult(s);
         }
       }
       continue;
     }
-    absl::StatusOr<size_t> prepared = m->PrepareLaunch(words, effective);
+    absl::Status prepared = m->PrepareLaunch(hits, effective);
     if (!prepared.ok()) {
       SPW_LOG(kError, "cannot make managed memory resident for work on stream {}: {}",
-              static_cast<void*>(effective), std::string(prepared.status().message()));
-      return ToCuResult(prepared.status());
+              static_cast<void*>(effective), std::string(prepared.message()));
+      return ToCuResult(prepared);
     }
   }
   return CUDA_SUCCESS;

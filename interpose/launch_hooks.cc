@@ -46,6 +46,8 @@ struct Layout {
 absl::Mutex layouts_mu(absl::kConstInit);
 auto* layouts ABSL_PT_GUARDED_BY(layouts_mu) = new absl::node_hash_map<CUfunction, Layout>();
 
+const Layout* LayoutOfLocked(CUfunction f);
+
 Layout Describe(CUfunction f) {
   Layout layout;
   auto func_info = SPW_REAL(cuFuncGetParamInfo);
@@ -75,6 +77,18 @@ Layout Describe(CUfunction f) {
 
 // The cached layout of `f`, described on first sight.
 const Layout* LayoutOf(CUfunction f) {
+  // Programs launch the same few kernels over and over: the last one each thread saw is
+  // answered without the lock (entries are never erased, so the pointer stays valid).
+  thread_local CUfunction last_function = nullptr;
+  thread_local const Layout* last_layout = nullptr;
+  if (f == last_function && last_layout != nullptr) return last_layout;
+  const Layout* layout = LayoutOfLocked(f);
+  last_function = f;
+  last_layout = layout;
+  return layout;
+}
+
+const Layout* LayoutOfLocked(CUfunction f) {
   {
     absl::ReaderMutexLock lock(&layouts_mu);
     auto it = layouts->find(f);

@@ -570,25 +570,65 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
 
 absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, CUstream stream) {
   std::vector<AllocationMap::Hit> hits;
-  size_t managed = map_.FindMany(words, &hits);
-  if (managed == 0) return size_t{0};
-  // Each allocation once, whichever of its addresses the arguments hold: a kernel given
-  // any pointer into it may reach all of it.
-  absl::flat_hash_set<CUdeviceptr> done;
+  FindHits(words, &hits);
+  if (hits.empty()) return size_t{0};
+  if (absl::Status s = PrepareLaunch(hits, stream); !s.ok()) return s;
+  return hits.size();
+}
+
+void Manager::FindHits(std::span<const uintptr_t> words,
+                       std::vector<AllocationMap::Hit>* hits) const {
+  constexpr size_t kBlock = 1024;  // bounds the scratch vector for large copies
+  thread_local std::vector<AllocationMap::Hit> found;
+  const size_t first_new = hits->size();
+  for (size_t at = 0; at < words.size(); at += kBlock) {
+    std::span<const uintptr_t> block = words.subspan(at, std::min(kBlock, words.size() - at));
+    if (map_.FindMany(block, &found) == 0) continue;
+    for (const AllocationMap::Hit& hit : found) {
+      if (hit.allocation == nullptr) continue;
+      // Each allocation once, whichever of its addresses the words hold: a kernel given any
+      // pointer into it may reach all of it. Launches name few: a linear scan is cheapest.
+      bool seen = false;
+      for (size_t i = first_new; i < hits->size() && !seen; ++i) seen = (*hits)[i].base == hit.base;
+      if (!seen) hits->push_back(hit);
+    }
+  }
+}
+
+absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocations,
+                                    CUstream stream) {
+  // The common case, everything already in HBM and still: one lock, no plan, no move; the
+  // chunks are marked used by `stream` (later moves wait for this launch).
+  struct ToMove {
+    CUdeviceptr base;
+    size_t size;
+    size_t reserved;
+  };
+  thread_local std::vector<ToMove> to_move;
+  to_move.clear();
+  {
+    absl::MutexLock lock(&mu_);
+    for (const AllocationMap::Hit& hit : allocations) {
+      if (!allocations_.contains(hit.allocation)) continue;  // freed meanwhile
+      bool resident = true;
+      for (const Chunk& chunk : hit.allocation->chunks) {
+        resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;
+      }
+      if (!resident) {
+        // Read under the lock: the allocation may be freed once it is released.
+        to_move.push_back({hit.base, hit.allocation->size, hit.allocation->reserved});
+        continue;
+      }
+      for (Chunk& chunk : hit.allocation->chunks) Touch(chunk, stream);
+    }
+  }
   // What one launch can have in HBM at once. Allocations past it are not fetched: fetching
   // them would evict the ones fetched just before, for the same launch (a thrash that moves
   // every byte for nothing). They are read where they are, over the link.
   uint64_t budget = config_.hbm_limit_bytes;
-  for (const AllocationMap::Hit& hit : hits) {
-    if (hit.allocation == nullptr || !done.insert(hit.base).second) continue;
-    size_t size = 0;
-    size_t reserved = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!allocations_.contains(hit.allocation)) continue;
-      size = hit.allocation->size;
-      reserved = hit.allocation->reserved;
-    }
+  for (const ToMove& hit : to_move) {
+    const size_t size = hit.size;
+    const size_t reserved = hit.reserved;
     absl::Status status = absl::ResourceExhaustedError("over this launch's share of HBM");
     if (reserved <= budget) {
       budget -= reserved;
@@ -601,9 +641,10 @@ absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, 
               hit.base, size, std::string(status.message()));
       status = MakeMapped(hit.base, size, stream);
     }
+    if (status.code() == absl::StatusCode::kNotFound) continue;  // freed meanwhile
     if (!status.ok()) return status;
   }
-  return managed;
+  return absl::OkStatus();
 }
 
 absl::Status Manager::MakeMapped(CUdeviceptr base, size_t size, CUstream stream) {

@@ -114,6 +114,10 @@ class Manager {
   // in use by `stream`: later moves wait for the launch. Returns how many words were
   // managed pointers.
   absl::StatusOr<size_t> PrepareLaunch(std::span<const uintptr_t> words, CUstream stream);
+  // The same for allocations already found (FindHits): the launch hook's form, one lookup.
+  absl::Status PrepareLaunch(std::span<const AllocationMap::Hit> allocations, CUstream stream);
+  // The distinct managed allocations `words` point into, appended to `hits`.
+  void FindHits(std::span<const uintptr_t> words, std::vector<AllocationMap::Hit>* hits) const;
   // Blocks until every move submitted so far is done (or `timeout` passed: false then).
   void Drain();
   bool Drain(absl::Duration timeout);

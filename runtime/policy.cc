@@ -28,21 +28,33 @@ void LruPolicy::OnLeave(Chunk* chunk) {
   keys_.erase(it);
 }
 
-void LruPolicy::OnTouch(Chunk* chunk) {
-  if (keys_.contains(chunk)) {
-    OnResident(chunk);
-  } else {
-    chunk->last_use = ++clock_;
-  }
-}
+void LruPolicy::OnTouch(Chunk* chunk) { chunk->last_use = ++clock_; }
 
 std::vector<Chunk*> LruPolicy::PickVictims(size_t count,
                                            const std::function<bool(const Chunk*)>& eligible) {
   std::vector<Chunk*> victims;
-  for (auto it = order_.begin(); it != order_.end() && victims.size() < count; ++it) {
-    if (eligible(it->second)) victims.push_back(it->second);
+  for (;;) {
+    // Entries whose chunk was touched (or advised) since it was filed are stale: skipped
+    // here, re-filed after the scan (inserting while iterating would invalidate it).
+    std::vector<Key> stale;
+    victims.clear();
+    for (auto it = order_.begin(); it != order_.end() && victims.size() < count; ++it) {
+      if (KeyOf(it->second) != *it) {
+        stale.push_back(*it);
+      } else if (eligible(it->second)) {
+        victims.push_back(it->second);
+      }
+    }
+    for (const Key& key : stale) {
+      order_.erase(key);
+      Key current = KeyOf(key.second);
+      order_.insert(current);
+      keys_[key.second] = current;
+    }
+    // Re-filed chunks are younger than every victim found: they matter only if the scan
+    // ran out of candidates.
+    if (stale.empty() || victims.size() == count) return victims;
   }
-  return victims;
 }
 
 std::unique_ptr<Policy> MakePolicy(const char* name) {

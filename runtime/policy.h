@@ -41,6 +41,9 @@ class Policy {
   virtual std::vector<Chunk*> SuggestPrefetches() { return {}; }
 };
 
+// Touches are O(1): a touch only stamps the chunk (`last_use`); the ordered set keeps the
+// stamp a chunk had when it was (re)inserted, and PickVictims re-files stale entries as it
+// meets them. A launch touches every chunk it uses, so this is on the launch path.
 class LruPolicy final : public Policy {
  public:
   const char* name() const override { return "lru"; }
