@@ -30,6 +30,9 @@ run "mover: host<->device moves vs a 8 GB/s modelled link" \
 run "allocation map: lookup cost with 10^5 live allocations" \
   "$bin/allocation_map_bench" --benchmark_out="$out/allocation_map_bench.json" \
   --benchmark_out_format=json
+run "launch path: cost libspillway.so adds per cuLaunchKernel (8 pointers, 10^4 allocations)" \
+  "$bin/launch_overhead" --lib "$build/interpose/libspillway.so" \
+  --module "$bin/launch_kernels.so" --json "$out/launch_overhead.json"
 spill_dir=$(mktemp -d "${TMPDIR:-/tmp}/spillway-bench-XXXXXX")
 trap 'rm -rf "$spill_dir"' EXIT
 # --hugepages: the mover's staging buffers are 2 MiB pages too (see runtime/mover.cc).
