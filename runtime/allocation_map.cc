@@ -62,6 +62,7 @@ absl::StatusOr<Allocation*> AllocationMap::Erase(uintptr_t base) {
   Allocation* const allocation = it->second.allocation;
   ranges_.erase(it);
   UpdateBounds();
+  erasures_.fetch_add(1, std::memory_order_release);
   return allocation;
 }
 
@@ -71,18 +72,51 @@ std::optional<AllocationMap::Hit> AllocationMap::Find(uintptr_t address) const {
   return FindLocked(address);
 }
 
+namespace {
+
+// A thread's latest hits in one map, valid while the map's erasure count is unchanged.
+struct RecentHits {
+  const AllocationMap* map = nullptr;
+  uint64_t erasures = 0;
+  AllocationMap::Hit hits[8];
+  unsigned next = 0;  // round-robin replacement
+};
+thread_local RecentHits recent;
+
+}  // namespace
+
 size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector<Hit>* out) const {
   out->assign(addresses.size(), Hit{});
   size_t candidates = 0;
   for (const uintptr_t address : addresses) candidates += MayHold(address);
   if (candidates == 0) return 0;  // a launch with no pointer of ours takes no lock
+  const uint64_t erasures = erasures_.load(std::memory_order_acquire);
+  if (recent.map != this || recent.erasures != erasures) {
+    recent = RecentHits{};
+    recent.map = this;
+    recent.erasures = erasures;
+  }
   size_t hits = 0;
-  absl::ReaderMutexLock lock(&mutex_);
+  bool unresolved = false;
   for (size_t i = 0; i < addresses.size(); ++i) {
     if (!MayHold(addresses[i])) continue;
+    for (const Hit& hit : recent.hits) {
+      if (hit.allocation != nullptr && addresses[i] - hit.base < hit.size) {
+        (*out)[i] = hit;
+        ++hits;
+        break;
+      }
+    }
+    unresolved = unresolved || (*out)[i].allocation == nullptr;
+  }
+  if (!unresolved) return hits;
+  absl::ReaderMutexLock lock(&mutex_);
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if ((*out)[i].allocation != nullptr || !MayHold(addresses[i])) continue;
     if (const std::optional<Hit> hit = FindLocked(addresses[i]); hit.has_value()) {
       (*out)[i] = *hit;
       ++hits;
+      recent.hits[recent.next++ % std::size(recent.hits)] = *hit;
     }
   }
   return hits;

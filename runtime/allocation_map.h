@@ -98,6 +98,10 @@ class AllocationMap {
   // the ranges still registered; a stale wider value only sends the lookup to the tree.
   std::atomic<uintptr_t> lowest_{UINTPTR_MAX};
   std::atomic<uintptr_t> highest_end_{0};
+  // Bumped by every Erase. FindMany keeps each thread's recent hits and answers from them
+  // without the lock while this is unchanged: launches name the same allocations again and
+  // again. (Insert cannot make a recent hit wrong: ranges never overlap.)
+  std::atomic<uint64_t> erasures_{0};
 };
 
 }  // namespace spillway
