@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -52,6 +53,10 @@ class E2eTest : public ::testing::Test {
   Result Run(std::vector<std::string> argv, std::map<std::string, std::string> env, bool preload) {
     env.emplace("LD_LIBRARY_PATH", SPW_SIMCUDA_DIR);
     env.emplace("SIMCUDA_DEVICE_MEMORY", "64M");
+    // Sanitizer builds: their runtime options reach the program too (see the Makefile).
+    for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
+      if (const char* value = std::getenv(name)) env.emplace(name, value);
+    }
     if (preload) env["LD_PRELOAD"] = SPW_INTERPOSER;
     std::vector<std::string> env_strings;
     for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
