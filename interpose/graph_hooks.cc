@@ -83,33 +83,30 @@ CUresult BeforeGraphLaunch(CUgraphExec exec, CUstream stream, bool per_thread) {
   return ipc::PrepareUse(words, stream, per_thread);
 }
 
+// The instantiate hooks: the real call, then the new executable's kernel arguments.
+template <typename RealFn, typename Extra>
+CUresult InstantiateAndRemember(RealFn real, CUgraphExec* exec, CUgraph graph, Extra extra) {
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(exec, graph, extra);
+  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
+  return r;
+}
+
 }  // namespace
 
 SPW_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph,
                                                 unsigned long long flags) {
-  auto real = SPW_REAL(cuGraphInstantiateWithFlags);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(exec, graph, flags);
-  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
-  return r;
+  return InstantiateAndRemember(SPW_REAL(cuGraphInstantiateWithFlags), exec, graph, flags);
 }
 
 SPW_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec* exec, CUgraph graph,
                                                  CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
-  auto real = SPW_REAL(cuGraphInstantiateWithParams);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(exec, graph, params);
-  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
-  return r;
+  return InstantiateAndRemember(SPW_REAL(cuGraphInstantiateWithParams), exec, graph, params);
 }
 
 SPW_EXPORT CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec* exec, CUgraph graph,
                                                       CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
-  auto real = SPW_REAL(cuGraphInstantiateWithParams_ptsz);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(exec, graph, params);
-  if (r == CUDA_SUCCESS && exec != nullptr) Remember(*exec, graph);
-  return r;
+  return InstantiateAndRemember(SPW_REAL(cuGraphInstantiateWithParams_ptsz), exec, graph, params);
 }
 
 SPW_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgraphNode node,

@@ -155,6 +155,19 @@ inline Driver LoadDriver(const char* mode) {
   } while (0)
 
 // FNV-1a over bytes, continuing from `hash`.
+// What every test program starts with: the driver initialised, device 0's primary context
+// current, and the kernel module at `module_path` loaded. Returns the context.
+inline CUcontext StartDevice(Driver& d, const char* module_path, CUmodule* module) {
+  E2E_CHECK(d, d.Init(0));
+  CUdevice device;
+  E2E_CHECK(d, d.DeviceGet(&device, 0));
+  CUcontext ctx;
+  E2E_CHECK(d, d.PrimaryCtxRetain(&ctx, device));
+  E2E_CHECK(d, d.CtxSetCurrent(ctx));
+  E2E_CHECK(d, d.ModuleLoad(module, module_path));
+  return ctx;
+}
+
 inline unsigned long long Fnv1a(const void* data, size_t bytes,
                                 unsigned long long hash = 1469598103934665603ull) {
   const unsigned char* p = static_cast<const unsigned char*>(data);

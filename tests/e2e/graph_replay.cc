@@ -21,14 +21,8 @@ int main(int argc, char** argv) {
   constexpr size_t kBytes = size_t{8} << 20;
   const int n = static_cast<int>(kBytes / sizeof(float));
   Driver d = LoadDriver("direct");
-  E2E_CHECK(d, d.Init(0));
-  CUdevice device;
-  E2E_CHECK(d, d.DeviceGet(&device, 0));
-  CUcontext ctx;
-  E2E_CHECK(d, d.PrimaryCtxRetain(&ctx, device));
-  E2E_CHECK(d, d.CtxSetCurrent(ctx));
   CUmodule module;
-  E2E_CHECK(d, d.ModuleLoad(&module, argv[1]));
+  StartDevice(d, argv[1], &module);
   CUfunction mix;
   E2E_CHECK(d, d.ModuleGetFunction(&mix, module, "mix"));
 

@@ -22,14 +22,8 @@ int main(int argc, char** argv) {
   const int n = static_cast<int>(bytes / sizeof(float));
   Driver d = LoadDriver(argv[2]);
 
-  E2E_CHECK(d, d.Init(0));
-  CUdevice device;
-  E2E_CHECK(d, d.DeviceGet(&device, 0));
-  CUcontext ctx;
-  E2E_CHECK(d, d.PrimaryCtxRetain(&ctx, device));
-  E2E_CHECK(d, d.CtxSetCurrent(ctx));
   CUmodule module;
-  E2E_CHECK(d, d.ModuleLoad(&module, argv[1]));
+  StartDevice(d, argv[1], &module);
   CUfunction mix;
   E2E_CHECK(d, d.ModuleGetFunction(&mix, module, "mix"));
 

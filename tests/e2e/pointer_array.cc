@@ -24,14 +24,8 @@ int main(int argc, char** argv) {
   int referenced[kCount] = {0, 3, 6};
   for (int i = 0; argc == 5 && i < kCount; ++i) referenced[i] = std::atoi(argv[2 + i]) % kBuffers;
   Driver d = LoadDriver("direct");
-  E2E_CHECK(d, d.Init(0));
-  CUdevice device;
-  E2E_CHECK(d, d.DeviceGet(&device, 0));
-  CUcontext ctx;
-  E2E_CHECK(d, d.PrimaryCtxRetain(&ctx, device));
-  E2E_CHECK(d, d.CtxSetCurrent(ctx));
   CUmodule module;
-  E2E_CHECK(d, d.ModuleLoad(&module, argv[1]));
+  StartDevice(d, argv[1], &module);
   CUfunction gather;
   E2E_CHECK(d, d.ModuleGetFunction(&gather, module, "gather_sum"));
 
