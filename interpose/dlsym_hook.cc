@@ -30,11 +30,14 @@ void* DlsymUnavailable(void*, const char*) { return nullptr; }
 
 }  // namespace
 
-DlsymFn RealDlsym() {
+__attribute__((no_sanitize("address", "undefined"))) DlsymFn RealDlsym() {
+  // dlvsym with RTLD_NEXT: the objects loaded after us, where glibc's dlsym is. Not
+  // dlopen("libc.so.6"): our dlsym may be called before the process is initialised (the
+  // AddressSanitizer runtime resolves its interceptors through it), when an intercepted
+  // dlopen cannot be called yet.
   static DlsymFn real = [] {
-    void* libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    void* fn = libc != nullptr ? dlvsym(libc, "dlsym", "GLIBC_2.34") : nullptr;
-    if (fn == nullptr && libc != nullptr) fn = dlvsym(libc, "dlsym", "GLIBC_2.2.5");
+    void* fn = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    if (fn == nullptr) fn = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
     return reinterpret_cast<DlsymFn>(fn);
   }();
   return real;
@@ -48,11 +51,21 @@ extern "C" {
 __attribute__((visibility("hidden"))) spillway::interpose::DlsymFn spw_real_dlsym = nullptr;
 }
 
-// Our answer for (handle, name), or null to forward to glibc.
-extern "C" __attribute__((visibility("hidden"))) void* spw_dlsym_dispatch(void* handle,
-                                                                          const char* name) {
+// Set once libspillway.so's own initialisers run. Before that our dlsym can already be
+// called: a sanitizer runtime loaded with the program resolves its interceptors through
+// `dlsym` while it initialises, and no hook is wanted (or safe: instrumented code cannot run
+// before the sanitizer is up) then; lookups are only forwarded.
+namespace {
+bool library_initialised = false;
+__attribute__((constructor)) void MarkInitialised() { library_initialised = true; }
+}  // namespace
+
+// Our answer for (handle, name), or null to forward to glibc. Not instrumented by
+// sanitizers, for the same reason.
+extern "C" __attribute__((visibility("hidden"), no_sanitize("address", "undefined"))) void*
+spw_dlsym_dispatch(void* handle, const char* name) {
   using namespace spillway::interpose;
-  if (handle != RTLD_NEXT) {
+  if (library_initialised && handle != RTLD_NEXT) {
     if (void* hook = HookForSymbol(name); hook != nullptr) return hook;
   }
   if (spw_real_dlsym == nullptr) {

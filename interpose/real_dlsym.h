@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // glibc's own dlsym, never ours: libspillway.so exports `dlsym`, so a plain call would
-// come back here. Found with dlvsym on libc.so.6 (GLIBC_2.34, else GLIBC_2.2.5), which
-// does not go through any dlsym.
+// come back here. Found with dlvsym(RTLD_NEXT) (GLIBC_2.34, else GLIBC_2.2.5), which does
+// not go through any dlsym.
 //
 // Thread safety: safe from any thread; the first call resolves, later ones read.
 #ifndef SPILLWAY_INTERPOSE_REAL_DLSYM_H_
