@@ -22,8 +22,6 @@
 
 namespace ipc = spillway::interpose;
 
-#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
-
 namespace {
 
 CUresult GetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t flags,

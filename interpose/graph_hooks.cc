@@ -24,8 +24,6 @@
 
 namespace ipc = spillway::interpose;
 
-#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
-
 namespace {
 
 struct ExecutableGraph {
@@ -136,14 +134,10 @@ SPW_EXPORT CUresult cuGraphExecDestroy(CUgraphExec exec) {
 
 SPW_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   if (CUresult r = BeforeGraphLaunch(exec, stream, false); r != CUDA_SUCCESS) return r;
-  auto real = SPW_REAL(cuGraphLaunch);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  return real(exec, stream);
+  SPW_CALL_REAL(cuGraphLaunch, exec, stream);
 }
 
 SPW_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream stream) {
   if (CUresult r = BeforeGraphLaunch(exec, stream, true); r != CUDA_SUCCESS) return r;
-  auto real = SPW_REAL(cuGraphLaunch_ptsz);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  return real(exec, stream);
+  SPW_CALL_REAL(cuGraphLaunch_ptsz, exec, stream);
 }

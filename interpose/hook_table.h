@@ -184,6 +184,18 @@ PFN_cuGetProcAddress_v12000 RealGetProcAddress();
   reinterpret_cast<std::remove_const_t<decltype(spillway::interpose::real_type::symbol)>>( \
       spillway::interpose::RealFunction(spillway::interpose::Fn::symbol))
 
+// A hook's declaration: exported under the variant's own symbol name.
+#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
+
+// Returns the real variant's answer for these arguments, or CUDA_ERROR_NOT_SUPPORTED when
+// the driver lacks the variant.
+#define SPW_CALL_REAL(symbol, ...)                                \
+  do {                                                            \
+    auto spw_real_fn_ = SPW_REAL(symbol);                         \
+    if (spw_real_fn_ == nullptr) return CUDA_ERROR_NOT_SUPPORTED; \
+    return spw_real_fn_(__VA_ARGS__);                             \
+  } while (0)
+
 namespace spillway::interpose::real_type {
 #define SPW_REAL_TYPE(base, version, kind, symbol, pfn) inline constexpr pfn symbol = nullptr;
 SPW_HOOKED_VARIANTS(SPW_REAL_TYPE)

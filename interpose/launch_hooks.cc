@@ -28,8 +28,6 @@
 
 namespace ipc = spillway::interpose;
 
-#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
-
 namespace {
 
 struct Param {
@@ -158,13 +156,6 @@ CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream
 #define SPW_CHECKED(expr)                                                \
   do {                                                                   \
     if (CUresult spw_r_ = (expr); spw_r_ != CUDA_SUCCESS) return spw_r_; \
-  } while (0)
-
-#define SPW_CALL_REAL(symbol, ...)                                \
-  do {                                                            \
-    auto spw_real_fn_ = SPW_REAL(symbol);                         \
-    if (spw_real_fn_ == nullptr) return CUDA_ERROR_NOT_SUPPORTED; \
-    return spw_real_fn_(__VA_ARGS__);                             \
   } while (0)
 
 SPW_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,

@@ -27,17 +27,7 @@ using spillway::Manager;
 using spillway::Runtime;
 namespace ipc = spillway::interpose;
 
-#define SPW_EXPORT extern "C" __attribute__((visibility("default")))
-
 namespace {
-
-// Calls the real variant, or reports the driver lacks it.
-#define SPW_CALL_REAL(symbol, ...)                                \
-  do {                                                            \
-    auto spw_real_fn_ = SPW_REAL(symbol);                         \
-    if (spw_real_fn_ == nullptr) return CUDA_ERROR_NOT_SUPPORTED; \
-    return spw_real_fn_(__VA_ARGS__);                             \
-  } while (0)
 
 // A managed allocation for the current device, or null to let the driver allocate.
 // `*result` holds the error to report when the manager refused for lack of memory.
