@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// tinyllm (bench/tinyllm) as Spillway's end-to-end inference workload, on simcuda:
+//  - a reference run per allocation style, unconstrained and without Spillway;
+//  - under LD_PRELOAD=libspillway.so with an HBM limit of 100/50/25/10 % of the weight
+//    bytes, each style, with and without the NVMe tier: the same tokens and checksum;
+//  - the styles agree with each other, --host-offload changes nothing, too little device
+//    memory without Spillway fails with "out of memory", and bad flags are refused.
+// Each case is its own process (ctest runs them in parallel); each runs its reference.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "process.h"
+
+namespace {
+
+using ::testing::HasSubstr;
+
+// A model of about 4.4 MiB of weights, two sequences so that batching is exercised too.
+const std::vector<std::string> kModel = {"--batch", "2", "--prompt", "12", "--gen", "8"};
+
+// Small chunks (simcuda's mapping granularity set to match) so that even 10 % of the
+// weights is several chunks, and every allocation managed.
+const std::map<std::string, std::string> kSpillway = {
+    {"SPILLWAY_CHUNK", "64K"}, {"SIMCUDA_GRANULARITY", "64K"}, {"SPILLWAY_MIN_BYTES", "0"}};
+
+struct Outcome {
+  spw_test::ProcessResult process;
+  std::string tokens;    // the JSON array of token arrays
+  std::string checksum;  // 16 hex digits
+  unsigned long long weight_bytes = 0;
+  std::string stats;  // Spillway's statistics (JSON), when asked for
+};
+
+std::string JsonField(const std::string& json, const std::string& key, const std::string& end) {
+  const std::string open = "\"" + key + "\": ";
+  const size_t at = json.find(open);
+  if (at == std::string::npos) return "";
+  const size_t from = at + open.size(), to = json.find(end, from);
+  return to == std::string::npos ? "" : json.substr(from, to - from);
+}
+
+unsigned long long JsonNumber(const std::string& json, const std::string& key) {
+  return std::strtoull(JsonField(json, key, ",").c_str(), nullptr, 10);
+}
+
+class TinyllmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/spillway-tinyllm-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+  }
+  void TearDown() override {
+    const std::string cmd = "rm -rf '" + dir_ + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+  // Runs tinyllm with `args` (plus the module and a --json file) and only `env` (plus what
+  // finds simcuda and the sanitizers' options), optionally under libspillway.so.
+  Outcome Tinyllm(const std::vector<std::string>& args, std::map<std::string, std::string> env,
+                  bool preload) {
+    const std::string json = dir_ + "/result.json", stats = dir_ + "/stats.json";
+    std::remove(json.c_str());
+    std::remove(stats.c_str());
+    std::vector<std::string> argv = {SPW_TINYLLM, "--module", SPW_TINYLLM_KERNELS, "--json", json};
+    argv.insert(argv.end(), args.begin(), args.end());
+    env.emplace("LD_LIBRARY_PATH", SPW_SIMCUDA_DIR);
+    env.emplace("SIMCUDA_DEVICE_MEMORY", "1G");
+    for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
+      if (const char* value = std::getenv(name)) env.emplace(name, value);
+    }
+    if (preload) {
+      env["LD_PRELOAD"] = SPW_INTERPOSER;
+      env.emplace("SPILLWAY_STATS", stats);
+    }
+    Outcome o;
+    o.process = spw_test::RunProcess(argv, env, dir_);
+    const std::string result = spw_test::ReadWholeFile(json);
+    o.tokens = JsonField(result, "tokens", "], \"checksum\"");
+    o.checksum = JsonField(result, "checksum", ",");
+    o.weight_bytes = JsonNumber(result, "weight_bytes");
+    if (preload) o.stats = spw_test::ReadWholeFile(stats);
+    return o;
+  }
+
+  // The unconstrained run without Spillway, for one style.
+  Outcome Reference(const std::string& style, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = kModel;
+    args.insert(args.end(), {"--style", style});
+    args.insert(args.end(), extra.begin(), extra.end());
+    Outcome o = Tinyllm(args, {}, false);
+    EXPECT_EQ(o.process.status, 0) << o.process.err;
+    EXPECT_EQ(o.checksum.size(), 16u) << o.process.out;
+    EXPECT_THAT(o.tokens, HasSubstr("[")) << o.process.out;
+    return o;
+  }
+
+  std::string dir_;
+};
+
+// --- tiered runs: style x HBM limit (% of weights) x NVMe tier ---
+
+class Tiered : public TinyllmTest,
+               public ::testing::WithParamInterface<std::tuple<const char*, int, bool>> {};
+
+TEST_P(Tiered, SameTokensAndChecksumAsUnconstrained) {
+  const auto [style, percent, nvme] = GetParam();
+  const Outcome reference = Reference(style);
+  ASSERT_GT(reference.weight_bytes, 0u);
+  std::map<std::string, std::string> env = kSpillway;
+  const unsigned long long hbm = reference.weight_bytes * percent / 100;
+  env["SPILLWAY_HBM_LIMIT"] = std::to_string(hbm);
+  if (nvme) {
+    const std::string nvme_dir = dir_ + "/nvme";
+    ASSERT_EQ(mkdir(nvme_dir.c_str(), 0700), 0);
+    env["SPILLWAY_NVME_PATH"] = nvme_dir;
+    // A host tier of a quarter of the weights pushes the rest to NVMe. The arena is one
+    // allocation that every launch names, so all of it must fit in HBM and host memory.
+    const unsigned long long host = std::string(style) == "arena"
+                                        ? reference.weight_bytes + (1ull << 20)
+                                        : reference.weight_bytes / 4;
+    env["SPILLWAY_HOST_LIMIT"] = std::to_string(host);
+  }
+  std::vector<std::string> args = kModel;
+  args.insert(args.end(), {"--style", style});
+  const Outcome tiered = Tinyllm(args, env, true);
+  ASSERT_EQ(tiered.process.status, 0) << tiered.process.err;
+  EXPECT_EQ(tiered.tokens, reference.tokens);
+  EXPECT_EQ(tiered.checksum, reference.checksum);
+  EXPECT_THAT(tiered.stats, HasSubstr("\"allocated_bytes\"")) << "no statistics written";
+  if (nvme && percent <= 50 && std::string(style) != "arena") {
+    EXPECT_GT(JsonNumber(tiered.stats, "nvme_write_bytes"), 0u)
+        << "the NVMe tier was not used: " << tiered.stats;
+  }
+}
+
+std::string TieredName(const ::testing::TestParamInfo<Tiered::ParamType>& info) {
+  const auto [style, percent, nvme] = info.param;
+  return std::string(style) + "_hbm" + std::to_string(percent) + (nvme ? "_nvme" : "_host");
+}
+
+INSTANTIATE_TEST_SUITE_P(Styles, Tiered,
+                         ::testing::Combine(::testing::Values("tensor", "arena", "paged"),
+                                            ::testing::Values(100, 50, 25, 10), ::testing::Bool()),
+                         TieredName);
+
+// --- without Spillway ---
+
+TEST_F(TinyllmTest, StylesGiveIdenticalResults) {
+  const Outcome tensor = Reference("tensor");
+  for (const char* style : {"arena", "paged"}) {
+    const Outcome other = Reference(style);
+    EXPECT_EQ(other.tokens, tensor.tokens) << style;
+    EXPECT_EQ(other.checksum, tensor.checksum) << style;
+  }
+}
+
+TEST_F(TinyllmTest, RepeatedRunsAreIdentical) {
+  const Outcome a = Reference("paged"), b = Reference("paged");
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.checksum, b.checksum);
+}
+
+TEST_F(TinyllmTest, DifferentSeedsGiveDifferentResults) {
+  const Outcome a = Reference("tensor"), b = Reference("tensor", {"--seed", "2"});
+  EXPECT_NE(a.checksum, b.checksum);
+}
+
+class HostOffload : public TinyllmTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(HostOffload, SameTokensAsAllOnDevice) {
+  const Outcome plain = Reference(GetParam());
+  // About a third of the weights: the LM head, final norm and the last layers' tensors.
+  const Outcome offloaded = Reference(GetParam(), {"--host-offload", "1536K"});
+  EXPECT_EQ(offloaded.tokens, plain.tokens);
+  EXPECT_EQ(offloaded.checksum, plain.checksum);
+  EXPECT_THAT(spw_test::ReadWholeFile(dir_ + "/result.json"),
+              ::testing::Not(HasSubstr("\"host_offload_bytes\": 0,")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Styles, HostOffload, ::testing::Values("tensor", "arena", "paged"));
+
+TEST_F(TinyllmTest, HostOffloadUnderSpillwayGivesSameTokens) {
+  const Outcome plain = Reference("tensor");
+  std::map<std::string, std::string> env = kSpillway;
+  env["SPILLWAY_HBM_LIMIT"] = std::to_string(plain.weight_bytes / 4);
+  std::vector<std::string> args = kModel;
+  args.insert(args.end(), {"--style", "tensor", "--host-offload", "1M"});
+  const Outcome tiered = Tinyllm(args, env, true);
+  ASSERT_EQ(tiered.process.status, 0) << tiered.process.err;
+  EXPECT_EQ(tiered.tokens, plain.tokens);
+  EXPECT_EQ(tiered.checksum, plain.checksum);
+}
+
+TEST_F(TinyllmTest, TooLittleDeviceMemoryFailsWithOutOfMemory) {
+  std::vector<std::string> args = kModel;
+  args.insert(args.end(), {"--style", "tensor"});
+  const Outcome o = Tinyllm(args, {{"SIMCUDA_DEVICE_MEMORY", "2M"}}, false);
+  EXPECT_EQ(o.process.status, 3) << o.process.err;
+  EXPECT_THAT(o.process.err, HasSubstr("out of memory allocating weight"));
+  EXPECT_THAT(o.process.err, HasSubstr("CUDA_ERROR_OUT_OF_MEMORY"));
+}
+
+TEST_F(TinyllmTest, BadFlagsExitWithStatus2) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--style", "heap"},
+                                             {"--layers", "zero"},
+                                             {"--weights", "12Q"},
+                                             {"--frobnicate", "1"},
+                                             {"--dim", "100", "--heads", "3"},
+                                             {"--ctx", "4"}}) {
+    const Outcome o = Tinyllm(args, {}, false);
+    EXPECT_EQ(o.process.status, 2) << args[0];
+    EXPECT_THAT(o.process.err, HasSubstr("tinyllm: ")) << args[0];
+  }
+}
+
+TEST_F(TinyllmTest, HelpDescribesEveryFlag) {
+  const spw_test::ProcessResult r = spw_test::RunProcess({SPW_TINYLLM, "--help"}, {}, dir_);
+  EXPECT_EQ(r.status, 0);
+  for (const char* flag : {"--module", "--layers", "--dim", "--ffn", "--heads", "--vocab", "--ctx",
+                           "--batch", "--prompt", "--gen", "--seed", "--style", "--dtype",
+                           "--host-offload", "--weights", "--json", "--quiet"}) {
+    EXPECT_THAT(r.out, HasSubstr(flag));
+  }
+}
+
+}  // namespace
