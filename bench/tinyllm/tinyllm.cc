@@ -259,8 +259,7 @@ Config ParseArgs(int argc, char** argv) {
   const char* name = nullptr;
   if (cuGetErrorName(r, &name) != CUDA_SUCCESS || name == nullptr) name = "unknown error";
   if (r == CUDA_ERROR_OUT_OF_MEMORY) {
-    std::fprintf(stderr, "tinyllm: out of memory allocating %s: %s failed: %s\n", what.c_str(),
-                 call, name);
+    std::fprintf(stderr, "tinyllm: out of memory %s: %s failed: %s\n", what.c_str(), call, name);
     std::exit(3);
   }
   std::fprintf(stderr, "tinyllm: %s failed (%s): %s\n", call, what.c_str(), name);
@@ -288,7 +287,8 @@ template <typename... Args>
 void Launch(CUstream stream, CUfunction f, const char* name, unsigned gx, unsigned gy,
             unsigned block, Args... args) {
   void* params[] = {&args...};
-  TL_CHECK(cuLaunchKernel(f, gx, gy, 1, block, 1, 1, 0, stream, params, nullptr), name);
+  TL_CHECK(cuLaunchKernel(f, gx, gy, 1, block, 1, 1, 0, stream, params, nullptr),
+           std::string("launching ") + name);
 }
 
 // --- memory ------------------------------------------------------------------------------
@@ -300,13 +300,14 @@ struct Allocations {
 
   CUdeviceptr Device(uint64_t bytes, const std::string& what) {
     CUdeviceptr p = 0;
-    TL_CHECK(cuMemAlloc(&p, bytes), what + " (" + std::to_string(bytes) + " bytes)");
+    TL_CHECK(cuMemAlloc(&p, bytes),
+             "allocating " + what + " (" + std::to_string(bytes) + " bytes)");
     device.push_back(p);
     return p;
   }
   CUdeviceptr MappedHost(uint64_t bytes, const std::string& what) {
     void* p = nullptr;
-    const std::string label = what + " (" + std::to_string(bytes) + " bytes, host)";
+    const std::string label = "allocating " + what + " (" + std::to_string(bytes) + " bytes, host)";
     TL_CHECK(cuMemHostAlloc(&p, bytes, CU_MEMHOSTALLOC_DEVICEMAP), label);
     host.push_back(p);
     CUdeviceptr d = 0;
@@ -430,7 +431,7 @@ int Run(const Config& c) {
                      {&k.argmax, "tl_argmax"}};
   for (const auto& n : names) TL_CHECK(cuModuleGetFunction(n.fn, module, n.name), n.name);
   CUstream stream;
-  TL_CHECK(cuStreamCreate(&stream, CU_STREAM_DEFAULT), "a stream");
+  TL_CHECK(cuStreamCreate(&stream, CU_STREAM_DEFAULT), "creating a stream");
 
   Allocations mem;
   const uint64_t elem = c.dtype == kTlBf16 ? 2 : 4;
@@ -490,8 +491,8 @@ int Run(const Config& c) {
   CUdeviceptr block_table = 0;
   if (c.style == Style::kPaged) {
     const std::vector<int> table = ScrambledBlockTable(c, blocks_per_seq);
-    block_table = mem.Device(table.size() * 4, "the block table");
-    TL_CHECK(cuMemcpyHtoD(block_table, table.data(), table.size() * 4), "the block table");
+    block_table = mem.Device(table.size() * 4, "copying the block table");
+    TL_CHECK(cuMemcpyHtoD(block_table, table.data(), table.size() * 4), "copying the block table");
   }
 
   // --- activations, sized for the prefill (the most rows at once) ---
@@ -524,7 +525,7 @@ int Run(const Config& c) {
   for (int b = 0; b < c.batch; ++b) {
     for (int t = 0; t < c.prompt; ++t) prompt[size_t(b) * c.prompt + t] = PromptToken(c, b, t);
   }
-  TL_CHECK(cuMemcpyHtoD(tokens, prompt.data(), prompt.size() * 4), "the prompts");
+  TL_CHECK(cuMemcpyHtoD(tokens, prompt.data(), prompt.size() * 4), "copying the prompts");
 
   auto W = [&](int layer, int which) { return weights[1 + size_t(layer) * kPerLayer + which].ptr; };
   const CUdeviceptr embedding = weights.front().ptr, lm_head = weights.back().ptr;
@@ -587,17 +588,18 @@ int Run(const Config& c) {
 
   const auto prefill_start = std::chrono::steady_clock::now();
   forward(tokens, c.prompt, 0);
-  collect("the prefill");
+  collect("running the prefill");
   const double prefill_s = Seconds(prefill_start);
   const auto decode_start = std::chrono::steady_clock::now();
   for (int step = 1; step < c.gen; ++step) {
     forward(next, 1, c.prompt + step - 1);
-    collect("a decode step");
+    collect("running a decode step");
   }
   const double decode_s = Seconds(decode_start);
 
   std::vector<float> final_logits(size_t(c.batch) * v);
-  TL_CHECK(cuMemcpyDtoH(final_logits.data(), logits, final_logits.size() * 4), "the logits");
+  TL_CHECK(cuMemcpyDtoH(final_logits.data(), logits, final_logits.size() * 4),
+           "copying the logits");
   const uint64_t checksum = Fnv1a(final_logits.data(), final_logits.size() * 4);
   const uint64_t decoded = uint64_t(c.batch) * (c.gen - 1);
   const double decode_tok_s = decode_s > 0 ? decoded / decode_s : 0.0;
@@ -652,7 +654,7 @@ int Run(const Config& c) {
                  c.prompt, c.gen, c.seed, StyleName(c.style), dtype_name);
     std::fclose(out);
   }
-  TL_CHECK(cuStreamDestroy(stream), "the stream");
+  TL_CHECK(cuStreamDestroy(stream), "destroying the stream");
   return 0;
 }
 
