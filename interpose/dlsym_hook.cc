@@ -21,6 +21,7 @@
 #include <atomic>
 
 #include "interpose/hook_table.h"
+#include "interpose/interposer.h"
 #include "interpose/real_dlsym.h"
 
 namespace spillway::interpose {
@@ -67,6 +68,7 @@ spw_dlsym_dispatch(void* handle, const char* name) {
   using namespace spillway::interpose;
   if (library_initialised && handle != RTLD_NEXT) {
     if (void* hook = HookForSymbol(name); hook != nullptr) return hook;
+    if (IsUntrackedCaptureEntry(name)) NoteUntrackedCaptures();
   }
   if (spw_real_dlsym == nullptr) {
     DlsymFn real = RealDlsym();

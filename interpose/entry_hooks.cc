@@ -34,6 +34,7 @@ CUresult GetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t 
   if (const char* variant = ipc::SelectVariant(symbol, version, flags, &known);
       variant != nullptr) {
     if (void* hook = ipc::HookIfSameVariant(variant, *pfn); hook != nullptr) *pfn = hook;
+    if (ipc::IsUntrackedCaptureEntry(variant)) ipc::NoteUntrackedCaptures();
   }
   return r;
 }

@@ -5,6 +5,9 @@
 // parameters are updated), and checked at every cuGraphLaunch: the allocations they point
 // into are made usable by the launch's stream first, exactly as for a direct launch.
 //
+// Capture begin and end are hooked only to count open captures (IsCapturing answers
+// "no" without asking the driver while there are none).
+//
 // Captured work itself is handled at capture time (launch_hooks.cc, PrepareUse): what a
 // capture names is marked escaped, so it stays in mapped memory for good, whatever the
 // graph's replays do. The words read here let replays find their data in HBM.
@@ -140,4 +143,77 @@ SPW_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
 SPW_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream stream) {
   if (CUresult r = BeforeGraphLaunch(exec, stream, true); r != CUDA_SUCCESS) return r;
   SPW_CALL_REAL(cuGraphLaunch_ptsz, exec, stream);
+}
+
+namespace {
+
+// After cuStreamEndCapture: an invalidated capture ends with an error too, but a call from
+// the wrong thread, say, leaves it open; the driver says which.
+void EndedOrNot(CUstream stream, bool per_thread, CUresult end_result) {
+  if (end_result != CUDA_SUCCESS) {
+    auto query = per_thread ? SPW_REAL(cuStreamIsCapturing_ptsz) : SPW_REAL(cuStreamIsCapturing);
+    CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+    if (query != nullptr && query(stream, &status) == CUDA_SUCCESS &&
+        status != CU_STREAM_CAPTURE_STATUS_NONE) {
+      return;
+    }
+  }
+  ipc::NoteCaptureEnded(stream, per_thread);
+}
+
+}  // namespace
+
+SPW_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureMode mode) {
+  auto real = SPW_REAL(cuStreamBeginCapture_v2);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, mode);
+  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, false);
+  return r;
+}
+
+SPW_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream stream, CUstreamCaptureMode mode) {
+  auto real = SPW_REAL(cuStreamBeginCapture_v2_ptsz);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, mode);
+  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, true);
+  return r;
+}
+
+SPW_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream stream, CUgraph graph,
+                                                const CUgraphNode* dependencies,
+                                                const CUgraphEdgeData* edge_data,
+                                                size_t dependency_count, CUstreamCaptureMode mode) {
+  auto real = SPW_REAL(cuStreamBeginCaptureToGraph);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, graph, dependencies, edge_data, dependency_count, mode);
+  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, false);
+  return r;
+}
+
+SPW_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream stream, CUgraph graph,
+                                                     const CUgraphNode* dependencies,
+                                                     const CUgraphEdgeData* edge_data,
+                                                     size_t dependency_count,
+                                                     CUstreamCaptureMode mode) {
+  auto real = SPW_REAL(cuStreamBeginCaptureToGraph_ptsz);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, graph, dependencies, edge_data, dependency_count, mode);
+  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, true);
+  return r;
+}
+
+SPW_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
+  auto real = SPW_REAL(cuStreamEndCapture);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, graph);
+  EndedOrNot(stream, false, r);
+  return r;
+}
+
+SPW_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream stream, CUgraph* graph) {
+  auto real = SPW_REAL(cuStreamEndCapture_ptsz);
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, graph);
+  EndedOrNot(stream, true, r);
+  return r;
 }

@@ -121,7 +121,17 @@
     PFN_cuGraphExecKernelNodeSetParams_v12000)                                                     \
   X(cuGraphExecDestroy, 10000, DEFAULT, cuGraphExecDestroy, PFN_cuGraphExecDestroy_v10000)         \
   X(cuGraphLaunch, 10000, DEFAULT, cuGraphLaunch, PFN_cuGraphLaunch_v10000)                        \
-  X(cuGraphLaunch, 10000, PTSZ, cuGraphLaunch_ptsz, PFN_cuGraphLaunch_v10000_ptsz)
+  X(cuGraphLaunch, 10000, PTSZ, cuGraphLaunch_ptsz, PFN_cuGraphLaunch_v10000_ptsz)              \
+  X(cuStreamBeginCapture, 10010, DEFAULT, cuStreamBeginCapture_v2,                                 \
+    PFN_cuStreamBeginCapture_v10010)                                                               \
+  X(cuStreamBeginCapture, 10010, PTSZ, cuStreamBeginCapture_v2_ptsz,                               \
+    PFN_cuStreamBeginCapture_v10010_ptsz)                                                          \
+  X(cuStreamBeginCaptureToGraph, 12030, DEFAULT, cuStreamBeginCaptureToGraph,                      \
+    PFN_cuStreamBeginCaptureToGraph_v12030)                                                        \
+  X(cuStreamBeginCaptureToGraph, 12030, PTSZ, cuStreamBeginCaptureToGraph_ptsz,                    \
+    PFN_cuStreamBeginCaptureToGraph_v12030_ptsz)                                                   \
+  X(cuStreamEndCapture, 10000, DEFAULT, cuStreamEndCapture, PFN_cuStreamEndCapture_v10000)         \
+  X(cuStreamEndCapture, 10000, PTSZ, cuStreamEndCapture_ptsz, PFN_cuStreamEndCapture_v10000_ptsz)
 
 #define SPW_AUX_VARIANTS(X)                                                                        \
   X(cuCtxGetCurrent, 4000, DEFAULT, cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000)                    \

@@ -11,10 +11,12 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "interpose/hook_table.h"
+#include "runtime/fast_tls.h"
 #include "runtime/log.h"
 #include "runtime/options.h"
 #include "runtime/runtime.h"
@@ -42,6 +44,13 @@ void WriteError(absl::string_view line) {
 }
 
 void AtForkChild() { ResetAfterFork(); }
+
+// Abseil built without NDEBUG (Debian's is) tracks the order of every Mutex acquisition to
+// find deadlock cycles: a graph lookup per lock, on the launch path. The unit tests keep
+// that check; the preloaded library turns it off before any of its locks is taken.
+__attribute__((constructor)) void NoLockOrderTracking() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
 
 bool StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(start_mu) {
   // Before anything can start threads: a fork child must not believe it has them.
@@ -133,7 +142,40 @@ void ForgetContext(CUdeviceptr base) {
   contexts->erase(base);
 }
 
+// Streams with an open capture, as (stream, per_thread) pairs resolved to the stream they
+// mean; `open_captures` mirrors the count for the launch path's lock-free check. Captures
+// begin and end rarely: a mutex is fine.
+absl::Mutex captures_mu(absl::kConstInit);
+auto* capturing_streams ABSL_PT_GUARDED_BY(captures_mu) = new absl::flat_hash_set<CUstream>();
+std::atomic<int> open_captures{0};
+std::atomic<bool> untracked_captures{false};
+
+void NoteCaptureBegan(CUstream stream, bool per_thread) {
+  absl::MutexLock lock(&captures_mu);
+  if (capturing_streams->insert(EffectiveStream(stream, per_thread)).second) {
+    open_captures.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void NoteCaptureEnded(CUstream stream, bool per_thread) {
+  absl::MutexLock lock(&captures_mu);
+  if (capturing_streams->erase(EffectiveStream(stream, per_thread)) != 0) {
+    open_captures.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+bool IsUntrackedCaptureEntry(const char* symbol) {
+  return symbol != nullptr && (std::strcmp(symbol, "cuStreamBeginCapture") == 0 ||
+                               std::strcmp(symbol, "cuStreamBeginCapture_ptsz") == 0);
+}
+
+void NoteUntrackedCaptures() { untracked_captures.store(true, std::memory_order_release); }
+
 bool IsCapturing(CUstream stream, bool per_thread) {
+  if (open_captures.load(std::memory_order_acquire) == 0 &&
+      !untracked_captures.load(std::memory_order_relaxed)) {
+    return false;
+  }
   auto query = per_thread ? SPW_REAL(cuStreamIsCapturing_ptsz) : SPW_REAL(cuStreamIsCapturing);
   if (query == nullptr) return false;  // a driver without graphs captures nothing
   CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
@@ -164,12 +206,12 @@ CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_
   if (!AnyManaged() || words.empty()) return CUDA_SUCCESS;
   const CUstream effective = EffectiveStream(stream, per_thread);
   int capturing = -1;  // not asked yet: most launches name no managed memory
-  thread_local std::vector<AllocationMap::Hit> hits;
+  SPW_FAST_TLS thread_local std::vector<AllocationMap::Hit> hits;
   for (auto& slot : managers) {
     Manager* m = slot.load(std::memory_order_acquire);
     if (m == nullptr) continue;
     hits.clear();
-    m->FindHits(words, &hits);
+    const uint64_t found_at = m->FindHits(words, &hits);
     if (hits.empty()) continue;
     if (capturing < 0) capturing = IsCapturing(stream, per_thread) ? 1 : 0;
     if (capturing) {
@@ -184,7 +226,7 @@ CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_
       }
       continue;
     }
-    absl::Status prepared = m->PrepareLaunch(hits, effective);
+    absl::Status prepared = m->PrepareLaunch(hits, effective, found_at);
     if (!prepared.ok()) {
       SPW_LOG(kError, "cannot make managed memory resident for work on stream {}: {}",
               static_cast<void*>(effective), std::string(prepared.message()));
@@ -225,7 +267,8 @@ void ResetAfterFork() {
   // call goes straight to the driver (which, as CUDA itself, a child may only use after
   // exec; an exec'd program under LD_PRELOAD starts its own Spillway).
   for (auto& slot : managers) slot.store(nullptr, std::memory_order_relaxed);
-  Runtime::Get().DisableInForkChild();  // no statistics from the child's exit
+  open_captures.store(0, std::memory_order_relaxed);  // the child has no graphs in flight
+  Runtime::Get().DisableInForkChild();                // no statistics from the child's exit
   any_managed.store(false, std::memory_order_relaxed);
   state.store(State::kOff, std::memory_order_release);
 }

@@ -47,9 +47,24 @@ void RememberContext(CUdeviceptr base, CUcontext context);
 CUcontext ContextOf(CUdeviceptr base);
 void ForgetContext(CUdeviceptr base);
 
-// Whether `stream` is capturing a graph (a query the real driver answers; a failed query
-// counts as capturing, the safe side: nothing is then queued on the stream).
+// Whether `stream` is capturing a graph. While no capture is open (the capture hooks count
+// them), no: the common case costs one atomic load, not a driver call per launch. While one
+// is, the real driver is asked (a failed query counts as capturing, the safe side: nothing
+// is then queued on the stream).
 bool IsCapturing(CUstream stream, bool per_thread);
+
+// The capture hooks report here: a capture began on `stream` (the real call succeeded), or
+// cuStreamEndCapture was called on it (whatever its result, the capture is over).
+void NoteCaptureBegan(CUstream stream, bool per_thread);
+void NoteCaptureEnded(CUstream stream, bool per_thread);
+
+// A capture-begin entry point the hooks do not cover (the CUDA 10.0 ABI, before capture
+// modes) was handed to the program: from now on every launch asks the driver.
+void NoteUntrackedCaptures();
+
+// Whether `symbol` is such an entry point ("cuStreamBeginCapture", "_ptsz"). Allocation-free:
+// the dlsym hook calls it.
+bool IsUntrackedCaptureEntry(const char* symbol);
 
 // The stream a per-thread-default-stream (_ptsz/_ptds) entry point means by `stream`.
 inline CUstream EffectiveStream(CUstream stream, bool per_thread) {

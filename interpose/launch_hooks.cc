@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "interpose/hook_table.h"
 #include "interpose/interposer.h"
+#include "runtime/fast_tls.h"
 #include "runtime/log.h"
 
 namespace ipc = spillway::interpose;
@@ -77,8 +78,8 @@ Layout Describe(CUfunction f) {
 const Layout* LayoutOf(CUfunction f) {
   // Programs launch the same few kernels over and over: the last one each thread saw is
   // answered without the lock (entries are never erased, so the pointer stays valid).
-  thread_local CUfunction last_function = nullptr;
-  thread_local const Layout* last_layout = nullptr;
+  SPW_FAST_TLS thread_local CUfunction last_function = nullptr;
+  SPW_FAST_TLS thread_local const Layout* last_layout = nullptr;
   if (f == last_function && last_layout != nullptr) return last_layout;
   const Layout* layout = LayoutOfLocked(f);
   last_function = f;
@@ -145,7 +146,7 @@ namespace {
 // Everything a hooked launch does before the real one.
 CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  thread_local std::vector<uintptr_t> words;
+  SPW_FAST_TLS thread_local std::vector<uintptr_t> words;
   if (!ipc::LaunchArgumentWords(f, params, extra, &words)) return CUDA_SUCCESS;
   if (words.empty()) return CUDA_SUCCESS;
   return ipc::PrepareUse(words, stream, per_thread);

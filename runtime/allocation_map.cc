@@ -2,10 +2,13 @@
 
 #include "runtime/allocation_map.h"
 
+#include <algorithm>
 #include <iterator>
 #include <limits>
+#include <memory>
 
 #include "absl/strings/str_format.h"
+#include "runtime/fast_tls.h"
 
 namespace spillway {
 namespace {
@@ -75,13 +78,31 @@ std::optional<AllocationMap::Hit> AllocationMap::Find(uintptr_t address) const {
 namespace {
 
 // A thread's latest hits in one map, valid while the map's erasure count is unchanged.
+// Direct-mapped by the 64 KiB granule of the address looked up: one comparison answers a
+// launch's pointer, whichever allocation it falls in.
 struct RecentHits {
+  static constexpr int kSlotBits = 6;
   const AllocationMap* map = nullptr;
   uint64_t erasures = 0;
-  AllocationMap::Hit hits[8];
-  unsigned next = 0;  // round-robin replacement
+  AllocationMap::Hit slots[1 << kSlotBits];
+
+  static size_t SlotOf(uintptr_t address) {
+    return static_cast<size_t>(((address >> 16) * 0x9E3779B97F4A7C15ull) >> (64 - kSlotBits));
+  }
 };
-thread_local RecentHits recent;
+
+// The table is 1.5 KiB: kept on the heap, reached through a fast TLS pointer, freed with
+// the thread by its owner.
+SPW_FAST_TLS thread_local RecentHits* recent = nullptr;
+thread_local std::unique_ptr<RecentHits> recent_owner;
+
+RecentHits& Recent() {
+  if (recent == nullptr) {
+    recent_owner = std::make_unique<RecentHits>();
+    recent = recent_owner.get();
+  }
+  return *recent;
+}
 
 }  // namespace
 
@@ -90,24 +111,24 @@ size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector
   size_t candidates = 0;
   for (const uintptr_t address : addresses) candidates += MayHold(address);
   if (candidates == 0) return 0;  // a launch with no pointer of ours takes no lock
+  RecentHits& cache = Recent();
   const uint64_t erasures = erasures_.load(std::memory_order_acquire);
-  if (recent.map != this || recent.erasures != erasures) {
-    recent = RecentHits{};
-    recent.map = this;
-    recent.erasures = erasures;
+  if (cache.map != this || cache.erasures != erasures) {
+    std::fill(std::begin(cache.slots), std::end(cache.slots), Hit{});
+    cache.map = this;
+    cache.erasures = erasures;
   }
   size_t hits = 0;
   bool unresolved = false;
   for (size_t i = 0; i < addresses.size(); ++i) {
     if (!MayHold(addresses[i])) continue;
-    for (const Hit& hit : recent.hits) {
-      if (hit.allocation != nullptr && addresses[i] - hit.base < hit.size) {
-        (*out)[i] = hit;
-        ++hits;
-        break;
-      }
+    const Hit& hit = cache.slots[RecentHits::SlotOf(addresses[i])];
+    if (hit.allocation != nullptr && addresses[i] - hit.base < hit.size) {
+      (*out)[i] = hit;
+      ++hits;
+    } else {
+      unresolved = true;
     }
-    unresolved = unresolved || (*out)[i].allocation == nullptr;
   }
   if (!unresolved) return hits;
   absl::ReaderMutexLock lock(&mutex_);
@@ -116,7 +137,7 @@ size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector
     if (const std::optional<Hit> hit = FindLocked(addresses[i]); hit.has_value()) {
       (*out)[i] = *hit;
       ++hits;
-      recent.hits[recent.next++ % std::size(recent.hits)] = *hit;
+      cache.slots[RecentHits::SlotOf(addresses[i])] = *hit;
     }
   }
   return hits;

@@ -74,6 +74,9 @@ class AllocationMap {
   // Number of registered ranges.
   size_t size() const ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // How many ranges have been erased so far: equal counts mean none was in between.
+  uint64_t erasures() const { return erasures_.load(std::memory_order_acquire); }
+
  private:
   struct Entry {
     size_t size;

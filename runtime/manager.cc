@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/driver_api.h"
+#include "runtime/fast_tls.h"
 #include "runtime/log.h"
 
 namespace spillway {
@@ -576,10 +577,11 @@ absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, 
   return hits.size();
 }
 
-void Manager::FindHits(std::span<const uintptr_t> words,
-                       std::vector<AllocationMap::Hit>* hits) const {
+uint64_t Manager::FindHits(std::span<const uintptr_t> words,
+                           std::vector<AllocationMap::Hit>* hits) const {
   constexpr size_t kBlock = 1024;  // bounds the scratch vector for large copies
-  thread_local std::vector<AllocationMap::Hit> found;
+  SPW_FAST_TLS thread_local std::vector<AllocationMap::Hit> found;
+  const uint64_t erasures = map_.erasures();
   const size_t first_new = hits->size();
   for (size_t at = 0; at < words.size(); at += kBlock) {
     std::span<const uintptr_t> block = words.subspan(at, std::min(kBlock, words.size() - at));
@@ -593,10 +595,11 @@ void Manager::FindHits(std::span<const uintptr_t> words,
       if (!seen) hits->push_back(hit);
     }
   }
+  return erasures;
 }
 
 absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocations,
-                                    CUstream stream) {
+                                    CUstream stream, uint64_t found_at) {
   // The common case, everything already in HBM and still: one lock, no plan, no move; the
   // chunks are marked used by `stream` (later moves wait for this launch).
   struct ToMove {
@@ -604,12 +607,15 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     size_t size;
     size_t reserved;
   };
-  thread_local std::vector<ToMove> to_move;
+  SPW_FAST_TLS thread_local std::vector<ToMove> to_move;
   to_move.clear();
   {
     absl::MutexLock lock(&mu_);
+    // Free erases from the map under mu_ before the allocation goes: no erasure since the
+    // lookups means no hit was freed.
+    const bool all_live = found_at == map_.erasures();
     for (const AllocationMap::Hit& hit : allocations) {
-      if (!allocations_.contains(hit.allocation)) continue;  // freed meanwhile
+      if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
       bool resident = true;
       for (const Chunk& chunk : hit.allocation->chunks) {
         resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;

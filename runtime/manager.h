@@ -115,9 +115,14 @@ class Manager {
   // managed pointers.
   absl::StatusOr<size_t> PrepareLaunch(std::span<const uintptr_t> words, CUstream stream);
   // The same for allocations already found (FindHits): the launch hook's form, one lookup.
-  absl::Status PrepareLaunch(std::span<const AllocationMap::Hit> allocations, CUstream stream);
-  // The distinct managed allocations `words` point into, appended to `hits`.
-  void FindHits(std::span<const uintptr_t> words, std::vector<AllocationMap::Hit>* hits) const;
+  // `found_at` is what FindHits returned: while the map has had no erasure since, every
+  // hit is known live without checking each (the launch path's common case).
+  absl::Status PrepareLaunch(std::span<const AllocationMap::Hit> allocations, CUstream stream,
+                             uint64_t found_at = kFoundAtUnknown);
+  static constexpr uint64_t kFoundAtUnknown = ~uint64_t{0};
+  // The distinct managed allocations `words` point into, appended to `hits`. Returns the
+  // allocation map's erasure count read before the lookups, for PrepareLaunch.
+  uint64_t FindHits(std::span<const uintptr_t> words, std::vector<AllocationMap::Hit>* hits) const;
   // Blocks until every move submitted so far is done (or `timeout` passed: false then).
   void Drain();
   bool Drain(absl::Duration timeout);
