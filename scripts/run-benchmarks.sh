@@ -3,10 +3,13 @@
 #
 # Runs every benchmark of a build and collects their JSON and tables in one folder.
 #   scripts/run-benchmarks.sh [BUILD_DIR]      (default: build)
+# LINK_BENCH_ARGS adds flags to the tinyllm link benchmark, e.g.
+#   LINK_BENCH_ARGS="--env SPILLWAY_POLICY=learned" make bench
 # Results: BUILD_DIR/bench-results/*.json and summary.txt. Benchmarks are never part of
 # `make test`: they measure, they do not pass or fail.
 set -euo pipefail
 build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
 out="$build/bench-results"
 mkdir -p "$out"
 summary="$out/summary.txt"
@@ -39,4 +42,9 @@ trap 'rm -rf "$spill_dir"' EXIT
 run "NVMe store vs fio (same file system, block size and queue depth)" \
   "$bin/nvme_store_bench" --dir="$spill_dir" --bytes=512M --runs=3 --hugepages \
   --json="$out/nvme_store_bench.json"
+# Word-split on purpose: LINK_BENCH_ARGS is a list of flags.
+# shellcheck disable=SC2086
+run "tinyllm: decode tok/s under the host tier (LRU) at HBM limits 100/50/25/10 % vs the link bound" \
+  python3 "$here/../bench/tinyllm/link_bench.py" --build "$build" \
+  --out "$out/tinyllm_link_bench.json" ${LINK_BENCH_ARGS:-}
 echo "results in $out (summary: $summary)"

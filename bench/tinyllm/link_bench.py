@@ -110,6 +110,9 @@ def parse_args(argv):
     a.lib = a.lib or os.path.join(a.build, "interpose/libspillway.so")
     a.simcuda = a.simcuda or os.path.join(a.build, "simcuda")
     a.out = a.out or os.path.join(a.build, "bench-results/tinyllm_link_bench.json")
+    # Absolute, so the commands recorded with the results run from anywhere.
+    for name in ("tinyllm", "module", "lib", "simcuda", "out"):
+        setattr(a, name, os.path.abspath(getattr(a, name)))
     if a.gen - a.diff_steps < 2 or a.diff_steps < 1:
         p.error("need GEN - DIFF_STEPS >= 2 (at least one decode step in the short run)")
     try:
@@ -219,13 +222,13 @@ def main(argv):
             print(f"tinyllm link bench: --weights {a.weights} {a.dtype} {a.style}, link "
                   f"{a.link_gbps:g} GB/s each way, chunk {a.chunk}", file=sys.stderr)
             plain, plain_short = b.pair("plain")
+            runs["plain"] = plain
             weight_bytes = plain["weight_bytes"]
             # Far above the footprint: nothing is ever evicted, so this is compute alone
             # with Spillway's launch hooks in the path.
             free_limit = 4 * weight_bytes + (64 << 20)
             full, full_short = b.pair("spillway_unlimited",
                                       {"SPILLWAY_HBM_LIMIT": str(free_limit)})
-            runs["plain"] = plain
             runs["spillway_unlimited"] = full
             # W: everything managed is resident in that run and every step touches it all.
             working_set = full["stats"]["peak_device_bytes"]
