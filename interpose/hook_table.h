@@ -197,13 +197,33 @@ PFN_cuGetProcAddress_v12000 RealGetProcAddress();
 // A hook's declaration: exported under the variant's own symbol name.
 #define SPW_EXPORT extern "C" __attribute__((visibility("default")))
 
+namespace spillway::interpose {
+// Ends the pins of this thread's last PrepareUse (interposer.h); nearly free when none.
+void FinishUse();
+}  // namespace spillway::interpose
+
 // Returns the real variant's answer for these arguments, or CUDA_ERROR_NOT_SUPPORTED when
-// the driver lacks the variant.
-#define SPW_CALL_REAL(symbol, ...)                                \
-  do {                                                            \
-    auto spw_real_fn_ = SPW_REAL(symbol);                         \
-    if (spw_real_fn_ == nullptr) return CUDA_ERROR_NOT_SUPPORTED; \
-    return spw_real_fn_(__VA_ARGS__);                             \
+// the driver lacks the variant. The work is queued once it returns: the pins of a
+// PrepareUse before it end there.
+#define SPW_CALL_REAL(symbol, ...)                   \
+  do {                                               \
+    auto spw_real_fn_ = SPW_REAL(symbol);            \
+    CUresult spw_result_ = CUDA_ERROR_NOT_SUPPORTED; \
+    if (spw_real_fn_ != nullptr) {                   \
+      spw_result_ = spw_real_fn_(__VA_ARGS__);       \
+    }                                                \
+    spillway::interpose::FinishUse();                \
+    return spw_result_;                              \
+  } while (0)
+
+// In a hook, before its real call: returns the error of `expr` (a CUresult) if it failed,
+// releasing the pins of what was prepared before it.
+#define SPW_CHECKED(expr)                                   \
+  do {                                                      \
+    if (CUresult spw_r_ = (expr); spw_r_ != CUDA_SUCCESS) { \
+      spillway::interpose::FinishUse();                     \
+      return spw_r_;                                        \
+    }                                                       \
   } while (0)
 
 namespace spillway::interpose::real_type {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -202,17 +203,57 @@ CUresult ToCuResult(const absl::Status& status) {
   }
 }
 
+namespace {
+
+// A thread's managed allocations pinned by PrepareUse until FinishUse: hits of each manager
+// as a range of one vector. Reached through a fast TLS pointer (launch path), freed with the
+// thread by its owner.
+struct ThreadUse {
+  struct Pinned {
+    Manager* manager;
+    size_t begin, end;  // in hits
+    uint64_t found_at;
+  };
+  std::vector<AllocationMap::Hit> hits;
+  std::vector<Pinned> pinned;
+};
+SPW_FAST_TLS thread_local ThreadUse* thread_use = nullptr;
+thread_local std::unique_ptr<ThreadUse> thread_use_owner;
+
+ThreadUse& CurrentUse() {
+  if (thread_use == nullptr) {
+    thread_use_owner = std::make_unique<ThreadUse>();
+    thread_use = thread_use_owner.get();
+  }
+  return *thread_use;
+}
+
+}  // namespace
+
+void FinishUse() {
+  ThreadUse* use = thread_use;
+  if (use == nullptr || use->pinned.empty()) return;
+  for (const ThreadUse::Pinned& p : use->pinned) {
+    std::span<const AllocationMap::Hit> hits(use->hits.data() + p.begin, p.end - p.begin);
+    p.manager->EndLaunch(hits, p.found_at);
+  }
+  use->pinned.clear();
+  use->hits.clear();
+}
+
 CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_thread) {
   if (!AnyManaged() || words.empty()) return CUDA_SUCCESS;
+  FinishUse();  // pins a hook left behind by returning before its real call
   const CUstream effective = EffectiveStream(stream, per_thread);
   int capturing = -1;  // not asked yet: most launches name no managed memory
-  SPW_FAST_TLS thread_local std::vector<AllocationMap::Hit> hits;
+  ThreadUse& use = CurrentUse();
   for (auto& slot : managers) {
     Manager* m = slot.load(std::memory_order_acquire);
     if (m == nullptr) continue;
-    hits.clear();
-    const uint64_t found_at = m->FindHits(words, &hits);
-    if (hits.empty()) continue;
+    const size_t begin = use.hits.size();
+    const uint64_t found_at = m->FindHits(words, &use.hits);
+    if (use.hits.size() == begin) continue;
+    std::span<const AllocationMap::Hit> hits(use.hits.data() + begin, use.hits.size() - begin);
     if (capturing < 0) capturing = IsCapturing(stream, per_thread) ? 1 : 0;
     if (capturing) {
       // Nothing may be queued on a capturing stream, and what the graph touches must stay
@@ -221,15 +262,20 @@ CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_
         absl::Status s = m->MarkEscaped(hit.base, nullptr);
         if (!s.ok()) {
           SPW_LOG(kError, "captured work uses {:#x}: {}", hit.base, std::string(s.message()));
+          use.hits.resize(begin);
+          FinishUse();
           return ToCuResult(s);
         }
       }
+      use.hits.resize(begin);
       continue;
     }
+    use.pinned.push_back({m, begin, use.hits.size(), found_at});
     absl::Status prepared = m->PrepareLaunch(hits, effective, found_at);
     if (!prepared.ok()) {
       SPW_LOG(kError, "cannot make managed memory resident for work on stream {}: {}",
               static_cast<void*>(effective), std::string(prepared.message()));
+      FinishUse();
       return ToCuResult(prepared);
     }
   }

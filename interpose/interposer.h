@@ -77,6 +77,9 @@ inline CUstream EffectiveStream(CUstream stream, bool per_thread) {
 // allocations are marked escaped instead (a graph replay is not seen, so they must stay
 // mapped for good). Whether the stream captures is asked only when a word is managed.
 // Returns the driver error to report, or CUDA_SUCCESS.
+// The allocations it found stay pinned (never chosen to make room) until FinishUse, so that
+// no move can be planned between this and the real call: SPW_CALL_REAL and SPW_CHECKED
+// call FinishUse after it (and PrepareUse itself releases what an earlier hook left).
 CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_thread);
 
 // The aligned 8-byte words of a kernel's argument values (from `params` with the

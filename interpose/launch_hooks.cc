@@ -154,11 +154,6 @@ CUresult BeforeLaunch(CUfunction f, void** params, void** extra, CUstream stream
 
 }  // namespace
 
-#define SPW_CHECKED(expr)                                                \
-  do {                                                                   \
-    if (CUresult spw_r_ = (expr); spw_r_ != CUDA_SUCCESS) return spw_r_; \
-  } while (0)
-
 SPW_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
                                    unsigned int bx, unsigned int by, unsigned int bz,
                                    unsigned int shared_bytes, CUstream s, void** params,

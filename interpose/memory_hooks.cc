@@ -334,11 +334,6 @@ SPW_EXPORT CUresult cuPointerGetAttributes(unsigned int count, CUpointer_attribu
 
 // --- copies ----------------------------------------------------------------------------
 
-#define SPW_CHECKED(expr)                                                \
-  do {                                                                   \
-    if (CUresult spw_r_ = (expr); spw_r_ != CUDA_SUCCESS) return spw_r_; \
-  } while (0)
-
 SPW_EXPORT CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   SPW_CHECKED(Unified(dst, src, bytes, nullptr, false));
   SPW_CALL_REAL(cuMemcpy, dst, src, bytes);

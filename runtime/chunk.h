@@ -65,6 +65,11 @@ struct Allocation {
   int device = 0;
   uint32_t advice = 0;
   bool escaped = false;  // its pointer left the runtime's sight: never guarded again
+  // Launches (or copies) that named it and are being queued: from PrepareLaunch until the
+  // real call has been made (EndLaunch). While pinned, it is never chosen to make room:
+  // a move planned in that window would gate the launch's stream before the launch itself
+  // is queued, and the launch would run after the move, on whatever the move left.
+  int launch_pins = 0;
   std::vector<Chunk> chunks;
   bool guarded() const { return advice & kAdviceGuarded; }
   bool clean_after_fetch() const { return advice & (kAdviceWeights | kAdviceReadMostly); }

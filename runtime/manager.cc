@@ -354,7 +354,8 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan)
   Claim(chunk, plan);
   absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
   auto eligible = [this](const Chunk* c) {
-    if (c->tier != Tier::kDevice || c->moving || (c->allocation->advice & kAdvicePin)) {
+    if (c->tier != Tier::kDevice || c->moving || (c->allocation->advice & kAdvicePin) ||
+        c->allocation->launch_pins > 0) {
       return false;
     }
     // With the host tier full, only a chunk that can leave without a new host chunk makes
@@ -543,6 +544,10 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
   if (tier != Tier::kDevice && (allocation->advice & kAdvicePin)) {
     return absl::FailedPreconditionError("cannot evict a PIN allocation");
   }
+  if (tier == Tier::kNvme && allocation->launch_pins > 0) {
+    // Its range would be unmapped under a launch that is being queued right now.
+    return absl::UnavailableError("in use by a launch being queued; evict it afterwards");
+  }
   Plan plan;
   plan.streams.insert(stream);
   absl::Status status;
@@ -571,9 +576,11 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
 
 absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, CUstream stream) {
   std::vector<AllocationMap::Hit> hits;
-  FindHits(words, &hits);
+  const uint64_t found_at = FindHits(words, &hits);
   if (hits.empty()) return size_t{0};
-  if (absl::Status s = PrepareLaunch(hits, stream); !s.ok()) return s;
+  absl::Status s = PrepareLaunch(hits, stream, found_at);
+  EndLaunch(hits, found_at);  // the caller queues its work after: it keeps no pin
+  if (!s.ok()) return s;
   return hits.size();
 }
 
@@ -616,6 +623,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     const bool all_live = found_at == map_.erasures();
     for (const AllocationMap::Hit& hit : allocations) {
       if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
+      ++hit.allocation->launch_pins;
       bool resident = true;
       for (const Chunk& chunk : hit.allocation->chunks) {
         resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;
@@ -653,13 +661,59 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
   return absl::OkStatus();
 }
 
+void Manager::EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_t found_at) {
+  absl::MutexLock lock(&mu_);
+  const bool all_live = found_at == map_.erasures();
+  for (const AllocationMap::Hit& hit : allocations) {
+    if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
+    if (hit.allocation->launch_pins > 0) --hit.allocation->launch_pins;
+  }
+}
+
+absl::Status Manager::MakeHostRoom(size_t chunks, const Allocation* keep) {
+  if (!nvme_) return absl::ResourceExhaustedError("the NVMe tier is off");
+  std::vector<Chunk*> candidates;
+  for (Allocation* a : allocations_) {
+    if (a == keep || !a->guarded() || a->launch_pins > 0 || (a->advice & kAdvicePin)) continue;
+    for (Chunk& c : a->chunks) {
+      if (c.tier == Tier::kHost && !c.moving) candidates.push_back(&c);
+    }
+  }
+  if (candidates.empty()) return absl::ResourceExhaustedError("no host-tier data can go to NVMe");
+  const size_t count = std::min(chunks, candidates.size());
+  std::partial_sort(candidates.begin(), candidates.begin() + count, candidates.end(),
+                    [](const Chunk* a, const Chunk* b) { return a->last_use < b->last_use; });
+  Plan plan;
+  for (size_t i = 0; i < count; ++i) {
+    if (absl::Status s = PlanToNvme(candidates[i], plan); !s.ok()) {
+      UndoPlan(plan);
+      return s;
+    }
+  }
+  if (absl::Status s = SubmitPlan(plan, nullptr); !s.ok()) return s;
+  mu_.Unlock();
+  mover_->WaitForAll();
+  mu_.Lock();
+  return absl::OkStatus();
+}
+
 absl::Status Manager::MakeMapped(CUdeviceptr base, size_t size, CUstream stream) {
   absl::MutexLock lock(&mu_);
   std::optional<AllocationMap::Hit> hit = map_.Find(base);
   if (!hit) return absl::NotFoundError("freed meanwhile");
   Allocation* allocation = hit->allocation;
-  WaitIdle(allocation, 0, allocation->chunks.size() - 1);
-  if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+  // Chunks on NVMe come back to host memory, which may first need room: a few rounds, as
+  // other threads may take what one round freed.
+  for (int round = 0;; ++round) {
+    if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+    WaitIdle(allocation, 0, allocation->chunks.size() - 1);
+    if (!allocations_.contains(allocation)) return absl::NotFoundError("freed meanwhile");
+    size_t needed = 0;
+    for (const Chunk& chunk : allocation->chunks) needed += chunk.tier == Tier::kNvme;
+    const size_t free = host_pool_->free_chunks();
+    if (needed <= free || round == 3) break;
+    if (!MakeHostRoom(needed - free, allocation).ok()) break;  // PlanToHost says why
+  }
   Plan plan;
   plan.streams.insert(stream);
   absl::Status status;

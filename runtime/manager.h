@@ -115,11 +115,15 @@ class Manager {
   // managed pointers.
   absl::StatusOr<size_t> PrepareLaunch(std::span<const uintptr_t> words, CUstream stream);
   // The same for allocations already found (FindHits): the launch hook's form, one lookup.
+  // It pins the allocations (chunk.h, launch_pins) until EndLaunch, which the caller must
+  // call with the same arguments once the launch is queued (or abandoned), even when
+  // PrepareLaunch failed.
   // `found_at` is what FindHits returned: while the map has had no erasure since, every
   // hit is known live without checking each (the launch path's common case).
   absl::Status PrepareLaunch(std::span<const AllocationMap::Hit> allocations, CUstream stream,
                              uint64_t found_at = kFoundAtUnknown);
   static constexpr uint64_t kFoundAtUnknown = ~uint64_t{0};
+  void EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_t found_at);
   // The distinct managed allocations `words` point into, appended to `hits`. Returns the
   // allocation map's erasure count read before the lookups, for PrepareLaunch.
   uint64_t FindHits(std::span<const uintptr_t> words, std::vector<AllocationMap::Hit>* hits) const;
@@ -163,6 +167,11 @@ class Manager {
   void Claim(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings the allocation's chunks that are on NVMe back into host memory.
   absl::Status MakeMapped(CUdeviceptr base, size_t size, CUstream stream) ABSL_LOCKS_EXCLUDED(mu_);
+  // Frees `chunks` host chunks by spilling guarded host-tier data (not `keep`'s, not pinned
+  // by a launch being queued, least recently used first) to NVMe, and waits for it. Drops
+  // mu_ while waiting. Fails when the NVMe tier is off or nothing can go.
+  absl::Status MakeHostRoom(size_t chunks, const Allocation* keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Submits a planned job; its chunks are marked moving until it commits.
   absl::Status SubmitPlan(Plan& plan, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Commit(MoveJob& job, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);

@@ -509,5 +509,73 @@ TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
   EXPECT_EQ(Mismatches(), 0u);
 }
 
+// A launch's allocations are pinned from PrepareLaunch until EndLaunch: preparing another
+// launch in that window (another thread, another stream) must make room elsewhere, never by
+// sending them to NVMe, whose unmapped range the first launch's kernel would then touch.
+TEST_F(ManagerNvmeTest, AllocationsOfALaunchBeingQueuedAreNeverSpilled) {
+  StartTiers(/*host_limit=*/0, /*nvme_limit=*/128 * kMiB);  // HBM (16 MiB) or NVMe
+  auto first = manager_->Allocate(12 * kMiB, nullptr, kAdviceGuarded);
+  auto second = manager_->Allocate(12 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE(manager_->Prefetch(*first, 12 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*first, 12 * kMiB / 4, 7, nullptr));
+  std::vector<AllocationMap::Hit> first_hits;
+  const uintptr_t first_words[] = {*first};
+  const uint64_t found_at = manager_->FindHits(first_words, &first_hits);
+  ASSERT_TRUE(manager_->PrepareLaunch(first_hits, nullptr, found_at).ok());
+  // Before the first launch is queued: a launch of the second needs HBM the first holds.
+  const uintptr_t second_words[] = {*second};
+  auto prepared = manager_->PrepareLaunch(second_words, nullptr);
+  manager_->Drain();
+  auto placement = manager_->Placement(*first, 12 * kMiB);
+  ASSERT_TRUE(placement.ok());
+  EXPECT_THAT(*placement, Each(Tier::kDevice)) << "the pinned allocation was moved";
+  EXPECT_EQ(manager_->Prefetch(*first, 12 * kMiB, Tier::kNvme, nullptr).code(),
+            absl::StatusCode::kUnavailable);
+  // The first launch runs on what it was promised; once queued, its pins end.
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*first, 12 * kMiB / 4, 7, mismatches_, nullptr));
+  manager_->EndLaunch(first_hits, found_at);
+  EXPECT_EQ(Mismatches(), 0u);
+  (void)prepared;  // it may fail (nowhere to go) or read over the link: either way no fault
+  ASSERT_TRUE(manager_->Prefetch(*first, 12 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+  EXPECT_THAT(*manager_->Placement(*first, 12 * kMiB), Each(Tier::kNvme));
+}
+
+// A launch of data on NVMe, too big for HBM, with the host tier full of other guarded data:
+// that data goes on to NVMe to make room, instead of the launch failing.
+TEST_F(ManagerNvmeTest, LaunchOfNvmeDataMakesRoomInAFullHostTier) {
+  StartTiers(/*host_limit=*/24 * kMiB, /*nvme_limit=*/256 * kMiB);
+  // Big first, written in HBM, then sent to NVMe; then the filler (COLD: straight to the
+  // host tier) takes the whole host tier.
+  auto big = manager_->Allocate(20 * kMiB, nullptr, kAdviceGuarded);  // more than HBM
+  ASSERT_TRUE(big.ok());
+  for (size_t offset = 0; offset < 20 * kMiB; offset += 4 * kMiB) {
+    ASSERT_TRUE(manager_->Prefetch(*big + offset, 4 * kMiB, Tier::kDevice, nullptr).ok());
+    ASSERT_CU(kernels_.Fill(*big + offset, 4 * kMiB / 4, 90 + static_cast<uint32_t>(offset >> 20),
+                            nullptr));
+  }
+  ASSERT_TRUE(manager_->Prefetch(*big, 20 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+  auto filler = manager_->Allocate(24 * kMiB, nullptr, kAdviceGuarded | kAdviceCold);
+  ASSERT_TRUE(filler.ok()) << filler.status();
+  ASSERT_THAT(*manager_->Placement(*filler, 24 * kMiB), Each(Tier::kHost));
+  const uintptr_t words[] = {*big};
+  auto prepared = manager_->PrepareLaunch(words, nullptr);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  manager_->Drain();
+  auto placement = manager_->Placement(*big, 20 * kMiB);
+  ASSERT_TRUE(placement.ok());
+  for (Tier t : *placement) EXPECT_NE(t, Tier::kNvme);
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  for (size_t offset = 0; offset < 20 * kMiB; offset += 4 * kMiB) {
+    ASSERT_CU(kernels_.Check(*big + offset, 4 * kMiB / 4, 90 + static_cast<uint32_t>(offset >> 20),
+                             mismatches_, nullptr));
+  }
+  EXPECT_EQ(Mismatches(), 0u);
+  EXPECT_GT(manager_->Stats().nvme_write_bytes, 20 * kMiB) << "the filler did not move";
+}
+
 }  // namespace
 }  // namespace spillway

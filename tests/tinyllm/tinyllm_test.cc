@@ -114,27 +114,9 @@ class TinyllmTest : public ::testing::Test {
 class Tiered : public TinyllmTest,
                public ::testing::WithParamInterface<std::tuple<std::string, int, bool>> {};
 
-// Runtime bug (reported, not fixed here: runtime/ is not this test's to change): with the
-// NVMe tier on and HBM + host limits too small for every allocation, these cases die with
-// CUDA_ERROR_ILLEGAL_ADDRESS while the weights are first written (a move fails at
-// cuStreamSynchronize(d2h_)). Deterministic; tensor_hbm25_nvme, same setup, passes.
-// SPW_TINYLLM_KNOWN_BUGS=1 runs them anyway. Repro: docs/tinyllm.md, "Known problems".
-bool KnownRuntimeBug(const std::string& name) {
-  for (const char* bug : {"tensor_hbm50_nvme", "tensor_hbm10_nvme", "paged_hbm100_nvme",
-                          "paged_hbm50_nvme", "paged_hbm25_nvme", "paged_hbm10_nvme"}) {
-    if (name == bug) return true;
-  }
-  return false;
-}
-
 TEST_P(Tiered, SameTokensAndChecksumAsUnconstrained) {
   const auto [style, percent, nvme] = GetParam();
   const std::string name = style + "_hbm" + std::to_string(percent) + (nvme ? "_nvme" : "_host");
-  const char* run_known_bugs = std::getenv("SPW_TINYLLM_KNOWN_BUGS");
-  if (KnownRuntimeBug(name) && (run_known_bugs == nullptr || std::string(run_known_bugs) != "1")) {
-    GTEST_SKIP() << "known runtime bug: CUDA_ERROR_ILLEGAL_ADDRESS with the NVMe tier "
-                    "(see KnownRuntimeBug; SPW_TINYLLM_KNOWN_BUGS=1 runs it)";
-  }
   const Outcome reference = Reference(style);
   ASSERT_GT(reference.weight_bytes, 0u);
   std::map<std::string, std::string> env = kSpillway;

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fault.h"
 
+#include <unistd.h>
+
 #include <csetjmp>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -62,6 +66,15 @@ bool GuardedCall(void (*fn)(void*), void* arg, uintptr_t* fault_address) {
   // savemask=1: the signal mask is restored on the way out of the handler.
   if (sigsetjmp(jump, 1) != 0) {
     if (fault_address != nullptr) *fault_address = tls_fault_address;
+    // Where a GPU's driver logs an Xid with the faulting address to the kernel log, simcuda
+    // can say it on stderr (SIMCUDA_REPORT_FAULTS=1): debugging a fault needs the address.
+    static const bool report = std::getenv("SIMCUDA_REPORT_FAULTS") != nullptr;
+    if (report) {
+      char line[96];
+      int n = std::snprintf(line, sizeof(line), "simcuda: device fault at address %#lx\n",
+                            static_cast<unsigned long>(tls_fault_address));
+      if (n > 0) (void)!write(2, line, static_cast<size_t>(n));
+    }
     return false;
   }
   tls_jump = &jump;
