@@ -147,47 +147,46 @@ SPW_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream stream) {
 
 namespace {
 
-// After cuStreamEndCapture: an invalidated capture ends with an error too, but a call from
-// the wrong thread, say, leaves it open; the driver says which.
-void EndedOrNot(CUstream stream, bool per_thread, CUresult end_result) {
-  if (end_result != CUDA_SUCCESS) {
-    auto query = per_thread ? SPW_REAL(cuStreamIsCapturing_ptsz) : SPW_REAL(cuStreamIsCapturing);
-    CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
-    if (query != nullptr && query(stream, &status) == CUDA_SUCCESS &&
-        status != CU_STREAM_CAPTURE_STATUS_NONE) {
-      return;
-    }
-  }
-  ipc::NoteCaptureEnded(stream, per_thread);
+// The real capture-begin call; on success the capture is counted.
+template <typename Real, typename... Args>
+CUresult BeginCapture(Real real, bool per_thread, CUstream stream, Args... args) {
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, args...);
+  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, per_thread);
+  return r;
+}
+
+// The real cuStreamEndCapture. An invalidated capture ends with an error too, but a call
+// from the wrong thread, say, leaves it open: on failure the driver says which.
+template <typename Real, typename Query>
+CUresult EndCapture(Real real, Query is_capturing, bool per_thread, CUstream stream,
+                    CUgraph* graph) {
+  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  CUresult r = real(stream, graph);
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  const bool still_open = r != CUDA_SUCCESS && is_capturing != nullptr &&
+                          is_capturing(stream, &status) == CUDA_SUCCESS &&
+                          status != CU_STREAM_CAPTURE_STATUS_NONE;
+  if (!still_open) ipc::NoteCaptureEnded(stream, per_thread);
+  return r;
 }
 
 }  // namespace
 
 SPW_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureMode mode) {
-  auto real = SPW_REAL(cuStreamBeginCapture_v2);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(stream, mode);
-  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, false);
-  return r;
+  return BeginCapture(SPW_REAL(cuStreamBeginCapture_v2), false, stream, mode);
 }
 
 SPW_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream stream, CUstreamCaptureMode mode) {
-  auto real = SPW_REAL(cuStreamBeginCapture_v2_ptsz);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(stream, mode);
-  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, true);
-  return r;
+  return BeginCapture(SPW_REAL(cuStreamBeginCapture_v2_ptsz), true, stream, mode);
 }
 
 SPW_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream stream, CUgraph graph,
                                                 const CUgraphNode* dependencies,
                                                 const CUgraphEdgeData* edge_data,
                                                 size_t dependency_count, CUstreamCaptureMode mode) {
-  auto real = SPW_REAL(cuStreamBeginCaptureToGraph);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(stream, graph, dependencies, edge_data, dependency_count, mode);
-  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, false);
-  return r;
+  return BeginCapture(SPW_REAL(cuStreamBeginCaptureToGraph), false, stream, graph, dependencies,
+                      edge_data, dependency_count, mode);
 }
 
 SPW_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream stream, CUgraph graph,
@@ -195,25 +194,16 @@ SPW_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream stream, CUgraph gr
                                                      const CUgraphEdgeData* edge_data,
                                                      size_t dependency_count,
                                                      CUstreamCaptureMode mode) {
-  auto real = SPW_REAL(cuStreamBeginCaptureToGraph_ptsz);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(stream, graph, dependencies, edge_data, dependency_count, mode);
-  if (r == CUDA_SUCCESS) ipc::NoteCaptureBegan(stream, true);
-  return r;
+  return BeginCapture(SPW_REAL(cuStreamBeginCaptureToGraph_ptsz), true, stream, graph, dependencies,
+                      edge_data, dependency_count, mode);
 }
 
 SPW_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
-  auto real = SPW_REAL(cuStreamEndCapture);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(stream, graph);
-  EndedOrNot(stream, false, r);
-  return r;
+  return EndCapture(SPW_REAL(cuStreamEndCapture), SPW_REAL(cuStreamIsCapturing), false, stream,
+                    graph);
 }
 
 SPW_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream stream, CUgraph* graph) {
-  auto real = SPW_REAL(cuStreamEndCapture_ptsz);
-  if (real == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  CUresult r = real(stream, graph);
-  EndedOrNot(stream, true, r);
-  return r;
+  return EndCapture(SPW_REAL(cuStreamEndCapture_ptsz), SPW_REAL(cuStreamIsCapturing_ptsz), true,
+                    stream, graph);
 }

@@ -6,8 +6,8 @@
 //
 // REQUIRES: `scratch_dir` exists and is writable; argv[0] is a path (no PATH search).
 // Thread safety: concurrent calls need distinct scratch folders.
-#ifndef SPILLWAY_TESTS_TINYLLM_PROCESS_H_
-#define SPILLWAY_TESTS_TINYLLM_PROCESS_H_
+#ifndef SPILLWAY_TESTS_COMMON_PROCESS_H_
+#define SPILLWAY_TESTS_COMMON_PROCESS_H_
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -66,4 +66,4 @@ inline ProcessResult RunProcess(std::vector<std::string> argv,
 
 }  // namespace spw_test
 
-#endif  // SPILLWAY_TESTS_TINYLLM_PROCESS_H_
+#endif  // SPILLWAY_TESTS_COMMON_PROCESS_H_

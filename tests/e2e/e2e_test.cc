@@ -18,23 +18,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/process.h"
 
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int status = -1;  // exit status, or 128 + signal
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using Result = spw_test::ProcessResult;
 
 class E2eTest : public ::testing::Test {
  protected:
@@ -58,33 +48,8 @@ class E2eTest : public ::testing::Test {
       if (const char* value = std::getenv(name)) env.emplace(name, value);
     }
     if (preload) env["LD_PRELOAD"] = SPW_INTERPOSER;
-    std::vector<std::string> env_strings;
-    for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-    std::vector<char*> envp, args;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    for (auto& s : argv) args.push_back(s.data());
-    args.push_back(nullptr);
-    const std::string out_path = dir_ + "/stdout", err_path = dir_ + "/stderr";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    pid_t pid;
-    Result result;
-    int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      ADD_FAILURE() << "cannot run " << argv[0];
-      return result;
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    result.out = ReadFile(out_path);
-    result.err = ReadFile(err_path);
+    Result result = spw_test::RunProcess(argv, env, dir_);
+    if (result.status == -1) ADD_FAILURE() << "cannot run " << argv[0];
     return result;
   }
 
@@ -128,7 +93,7 @@ TEST_P(Oversubscribe, CompletesUnderSpillwayWithIdenticalBytes) {
   ASSERT_EQ(tiered.status, 0) << tiered.err;
   ASSERT_FALSE(Checksum(tiered).empty()) << tiered.out;
   EXPECT_EQ(Checksum(tiered), Reference());
-  std::string stats = ReadFile(dir_ + "/stats.json");
+  std::string stats = spw_test::ReadWholeFile(dir_ + "/stats.json");
   EXPECT_THAT(stats, HasSubstr("\"evictions\"")) << "no statistics written at exit";
   EXPECT_THAT(stats, ::testing::Not(HasSubstr("\"evictions\": 0,"))) << stats;
 }
@@ -205,7 +170,8 @@ TEST_F(E2eTest, ForkChildStartsCleanAndParentGoesOn) {
   Result r = Run({SPW_FORK_CHILD}, env, true);
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("ok"));
-  EXPECT_THAT(ReadFile(stats), HasSubstr("\"total\"")) << "the parent writes its statistics";
+  EXPECT_THAT(spw_test::ReadWholeFile(stats), HasSubstr("\"total\""))
+      << "the parent writes its statistics";
 }
 
 TEST_F(E2eTest, GraphCapturedOverManagedMemoryReplaysCorrectly) {
@@ -226,7 +192,7 @@ TEST_F(E2eTest, GraphCapturedOverManagedMemoryReplaysCorrectly) {
   ASSERT_EQ(tiered.status, 0) << tiered.err;
   EXPECT_EQ(Checksum(tiered), Checksum(big));
   EXPECT_FALSE(Checksum(tiered).empty());
-  std::string json = ReadFile(stats);
+  std::string json = spw_test::ReadWholeFile(stats);
   EXPECT_THAT(json, HasSubstr("\"fetches_on_demand\"")) << json;
   EXPECT_THAT(json, ::testing::Not(HasSubstr("\"fetches_on_demand\": 0,"))) << json;
 }

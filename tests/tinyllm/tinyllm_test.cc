@@ -19,7 +19,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "process.h"
+#include "tests/common/process.h"
 
 namespace {
 
