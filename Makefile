@@ -14,7 +14,7 @@ FORMAT_FILES = $(shell git ls-files '*.h' '*.cc' '*.cu')
 TIDY_FILES = $(shell git ls-files '*.cc')
 
 .DEFAULT_GOAL := build
-.PHONY: deps configure build test bench demo install format format-check tidy clean help
+.PHONY: deps configure build test bench demo bundle install format format-check tidy clean help
 
 deps:
 	CUDA_HOME=$(CUDA_HOME) scripts/install-deps.sh
@@ -38,9 +38,15 @@ test: build
 bench: build
 	scripts/run-benchmarks.sh $(BUILD_DIR)
 
-# The `demo` target is simcuda's example (run-example) until a real demo is defined.
+# tinyllm with 1 GiB of weights on a simulated 256 MiB device: out of memory plainly, the
+# reference tokens under Spillway (host and NVMe tiers); a short report (scripts/demo.sh).
 demo: build
-	cmake --build $(BUILD_DIR) --target demo
+	scripts/demo.sh --build-dir $(BUILD_DIR)
+
+# A relocatable folder for a GPU machine: libspillway.so and its libraries, the spillway
+# command, tinyllm, the GPU check (bench/gpu); in $(BUILD_DIR)/bundle/spillway-bundle.
+bundle: build
+	scripts/make-bundle.sh $(BUILD_DIR)
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
@@ -66,7 +72,8 @@ help:
 	@echo '  build         configure, then build (the default target)'
 	@echo '  test          build, then run every test with ctest'
 	@echo '  bench         build, then run the benchmarks (results in $$(BUILD_DIR)/bench-results)'
-	@echo '  demo          build, then run the demo (for now simcuda'"'"'s example)'
+	@echo '  demo          build, then run the demo: tinyllm beyond a 256 MiB device, with Spillway'
+	@echo '  bundle        build, then make $$(BUILD_DIR)/bundle/spillway-bundle for a GPU machine'
 	@echo '  install       build, then install into $$(PREFIX)'
 	@echo '  format        clang-format -i every tracked *.h *.cc *.cu'
 	@echo '  format-check  fail if any tracked *.h *.cc *.cu is not clang-formatted'

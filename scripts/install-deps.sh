@@ -13,6 +13,7 @@ packages=(
   libhwloc-dev liburing-dev libabsl-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev fio
   clang-format clang-tidy
+  patchelf
 )
 
 missing=()
