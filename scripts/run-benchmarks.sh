@@ -44,7 +44,7 @@ run "NVMe store vs fio (same file system, block size and queue depth)" \
   --json="$out/nvme_store_bench.json"
 # Word-split on purpose: LINK_BENCH_ARGS is a list of flags.
 # shellcheck disable=SC2086
-run "tinyllm: decode tok/s under the host tier (LRU) at HBM limits 100/50/25/10 % vs the link bound" \
+run "tinyllm: decode tok/s, host tier, HBM limits 100/50/25/10 % of weights, vs the link bound" \
   python3 "$here/../bench/tinyllm/link_bench.py" --build "$build" \
   --out "$out/tinyllm_link_bench.json" ${LINK_BENCH_ARGS:-}
 echo "results in $out (summary: $summary)"

@@ -77,7 +77,8 @@ def parse_args(argv):
                    help="simcuda kernel module (default BUILD/bench/tinyllm/tinyllm_kernels.so)")
     p.add_argument("--lib", help="libspillway.so (default BUILD/interpose/libspillway.so)")
     p.add_argument("--simcuda", help="directory of simcuda's libcuda.so.1 (default BUILD/simcuda)")
-    p.add_argument("--out", help="JSON result (default BUILD/bench-results/tinyllm_link_bench.json)")
+    p.add_argument("--out",
+                   help="JSON result (default BUILD/bench-results/tinyllm_link_bench.json)")
     p.add_argument("--weights", default="128M", help="tinyllm --weights (model size)")
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     p.add_argument("--style", default="tensor", choices=["tensor", "arena", "paged"])
@@ -304,7 +305,8 @@ def main(argv):
                      f"{mib(working_set):.1f} MiB; compute {compute_s * 1e3:.2f} ms/step "
                      f"(without Spillway {plain_step_s * 1e3:.2f} ms/step)")
         lines.append("| limit | decode tok/s | step ms | bound ms | step/bound | "
-                     "H2D MiB/step | D2H MiB/step | min H2D MiB/step | H2D/min | bound for moved ms | "
+                     "H2D MiB/step | D2H MiB/step | min H2D MiB/step | H2D/min | "
+                     "bound for moved ms | "
                      "tokens match |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
