@@ -40,6 +40,8 @@ Options:
                      per prompt token, which the time budget must allow)
   --budget SECONDS   start no step after this many seconds (default 420)
   --skip-torch       skip the PyTorch step (also: SPW_GPU_SKIP_TORCH=1)
+  --pack             at the end, pack logs/, runs/ and torch.* into OUT/details.tar.gz
+                     (the device tool brings back only a few files from OUT)
   -h, --help         print this help
 
 Exit status: 0 the results were written (see them for failed steps); 1 could not start,
@@ -55,11 +57,13 @@ gen=8
 prompt=4
 budget=420
 skip_torch=${SPW_GPU_SKIP_TORCH:-0}
+pack=0
 
 while (( $# > 0 )); do
   case "$1" in
     --dry-run) dry_run=1; shift ;;
     --skip-torch) skip_torch=1; shift ;;
+    --pack) pack=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --out|--build-dir|--weights|--gen|--prompt|--budget)
       if (( $# < 2 )); then
@@ -271,6 +275,10 @@ report_rc=0
 python3 "$script_dir/report.py" --out "$out" --dry-run "$dry_run" \
   --total-seconds "$(elapsed)" || report_rc=$?
 cat "$out/gpu-results.txt" 2>/dev/null || echo "run.sh: report.py wrote no results (exit $report_rc)"
+if (( pack )); then
+  (cd "$out" && tar -czf details.tar.gz logs runs steps.tsv ./torch* 2>/dev/null \
+    || tar -czf details.tar.gz logs runs steps.tsv) && rm -rf "$out/logs" "$out/runs" "$out"/torch.*.*
+fi
 # A dry run checks the script: there a failed step or a mismatch fails (for the ctest). On a
 # GPU every outcome is a result, recorded above.
 if (( dry_run && report_rc != 0 )); then
