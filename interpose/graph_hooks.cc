@@ -5,8 +5,9 @@
 // parameters are updated), and checked at every cuGraphLaunch: the allocations they point
 // into are made usable by the launch's stream first, exactly as for a direct launch.
 //
-// Capture begin and end are hooked only to count open captures (IsCapturing answers
-// "no" without asking the driver while there are none).
+// Stream life is hooked here too: capture begin and end only to count open captures
+// (IsCapturing answers "no" without asking the driver while there are none), and
+// cuStreamDestroy so that the runtime stops naming a stream before its handle goes.
 //
 // Captured work itself is handled at capture time (launch_hooks.cc, PrepareUse): what a
 // capture names is marked escaped, so it stays in mapped memory for good, whatever the
@@ -172,6 +173,14 @@ CUresult EndCapture(Real real, Query is_capturing, bool per_thread, CUstream str
 }
 
 }  // namespace
+
+// Before the real destroy: afterwards the handle is freed memory, and the runtime must
+// never name it again (moves record events on and gate the streams their chunks were used
+// on).
+SPW_EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
+  ipc::RetireStream(stream);
+  SPW_CALL_REAL(cuStreamDestroy_v2, stream);
+}
 
 SPW_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureMode mode) {
   return BeginCapture(SPW_REAL(cuStreamBeginCapture_v2), false, stream, mode);

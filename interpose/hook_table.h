@@ -130,6 +130,7 @@
     PFN_cuStreamBeginCaptureToGraph_v12030)                                                        \
   X(cuStreamBeginCaptureToGraph, 12030, PTSZ, cuStreamBeginCaptureToGraph_ptsz,                    \
     PFN_cuStreamBeginCaptureToGraph_v12030_ptsz)                                                   \
+  X(cuStreamDestroy, 4000, DEFAULT, cuStreamDestroy_v2, PFN_cuStreamDestroy_v4000)                \
   X(cuStreamEndCapture, 10000, DEFAULT, cuStreamEndCapture, PFN_cuStreamEndCapture_v10000)         \
   X(cuStreamEndCapture, 10000, PTSZ, cuStreamEndCapture_ptsz, PFN_cuStreamEndCapture_v10000_ptsz)
 

@@ -151,6 +151,21 @@ auto* capturing_streams ABSL_PT_GUARDED_BY(captures_mu) = new absl::flat_hash_se
 std::atomic<int> open_captures{0};
 std::atomic<bool> untracked_captures{false};
 
+void RetireStream(CUstream stream) {
+  if (!AnyManaged() || stream == nullptr || stream == CU_STREAM_LEGACY ||
+      stream == CU_STREAM_PER_THREAD) {
+    return;
+  }
+  for (auto& slot : managers) {
+    Manager* m = slot.load(std::memory_order_acquire);
+    if (m == nullptr) continue;
+    if (absl::Status s = m->RetireStream(stream); !s.ok()) {
+      SPW_LOG(kWarn, "stream {} being destroyed: {}", static_cast<void*>(stream),
+              std::string(s.message()));
+    }
+  }
+}
+
 void NoteCaptureBegan(CUstream stream, bool per_thread) {
   absl::MutexLock lock(&captures_mu);
   if (capturing_streams->insert(EffectiveStream(stream, per_thread)).second) {

@@ -53,6 +53,10 @@ void ForgetContext(CUdeviceptr base);
 // is then queued on the stream).
 bool IsCapturing(CUstream stream, bool per_thread);
 
+// cuStreamDestroy reports here, before the real call: every manager stops naming `stream`
+// (Manager::RetireStream). The default streams cannot be destroyed and are ignored.
+void RetireStream(CUstream stream);
+
 // The capture hooks report here: a capture began on `stream` (the real call succeeded), or
 // cuStreamEndCapture was called on it (whatever its result, the capture is over).
 void NoteCaptureBegan(CUstream stream, bool per_thread);

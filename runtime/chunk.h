@@ -41,6 +41,10 @@ enum Advice : uint32_t {
 
 struct Allocation;
 
+// Chunk::last_stream once that stream was destroyed (Manager::RetireStream): no stream to
+// order a move after or to gate. Not a handle the driver could hand out.
+inline const CUstream kNoStream = reinterpret_cast<CUstream>(~uintptr_t{0});
+
 struct Chunk {
   Allocation* allocation = nullptr;
   CUdeviceptr address = 0;  // in the application's range; never changes
@@ -55,7 +59,7 @@ struct Chunk {
   bool nvme_copy_valid = false;
   bool moving = false;             // a move job owns this chunk
   uint64_t last_use = 0;           // policy clock of the last touch
-  CUstream last_stream = nullptr;  // the stream the application last used it on
+  CUstream last_stream = nullptr;  // the stream the application last used it on, or kNoStream
 };
 
 struct Allocation {

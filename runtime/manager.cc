@@ -257,9 +257,7 @@ absl::Status Manager::Free(CUdeviceptr base, CUstream stream) {
   plan.streams.insert(stream);
   for (Chunk& chunk : allocation->chunks) {
     if (chunk.tier == Tier::kDevice) policy_->OnLeave(&chunk);
-    plan.streams.insert(chunk.last_stream);
-    chunk.moving = true;
-    plan.claimed.push_back(&chunk);
+    Claim(&chunk, plan);
     MoveStep step;
     step.kind = MoveStep::Kind::kRelease;
     step.chunk = &chunk;
@@ -288,7 +286,21 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
 void Manager::Claim(Chunk* chunk, Plan& plan) {
   chunk->moving = true;
   plan.claimed.push_back(chunk);
-  plan.streams.insert(chunk->last_stream);
+  if (chunk->last_stream != kNoStream) plan.streams.insert(chunk->last_stream);
+}
+
+absl::Status Manager::RetireStream(CUstream stream) {
+  absl::MutexLock lock(&mu_);
+  bool named = false;
+  for (Allocation* allocation : allocations_) {
+    for (Chunk& chunk : allocation->chunks) {
+      if (chunk.last_stream != stream) continue;
+      chunk.last_stream = kNoStream;
+      named = true;
+    }
+  }
+  if (!named) return absl::OkStatus();
+  return mover_->OrderLaterJobsAfter(stream);
 }
 
 absl::Status Manager::PlanToNvme(Chunk* chunk, Plan& plan) {

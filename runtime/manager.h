@@ -124,6 +124,10 @@ class Manager {
                              uint64_t found_at = kFoundAtUnknown);
   static constexpr uint64_t kFoundAtUnknown = ~uint64_t{0};
   void EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_t found_at);
+  // The application is about to destroy `stream` (the handle must stay valid until this
+  // returns): later moves wait for its queued work through the mover, and no chunk names it
+  // any more, so nothing is ever queued on the dead handle.
+  absl::Status RetireStream(CUstream stream);
   // The distinct managed allocations `words` point into, appended to `hits`. Returns the
   // allocation map's erasure count read before the lookups, for PrepareLaunch.
   uint64_t FindHits(std::span<const uintptr_t> words, std::vector<AllocationMap::Hit>* hits) const;

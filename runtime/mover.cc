@@ -137,8 +137,25 @@ absl::StatusOr<uint64_t> Mover::Submit(std::unique_ptr<MoveJob> job) {
     queue_.push_back(std::move(job));
     return status;
   }
+  // Only a job that runs its copies may take them over: an abandoned one waits for nothing.
+  job->after.insert(job->after.end(), destroyed_streams_work_.begin(),
+                    destroyed_streams_work_.end());
+  destroyed_streams_work_.clear();
   queue_.push_back(std::move(job));
   return sequence;
+}
+
+absl::Status Mover::OrderLaterJobsAfter(CUstream stream) {
+  const DriverApi& cu = Driver();
+  CUevent event = nullptr;
+  SPW_CHECK_CU(cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING));
+  if (CUresult r = cu.cuEventRecord(event, stream); r != CUDA_SUCCESS) {
+    cu.cuEventDestroy(event);
+    return CudaError(r, "cuEventRecord on a stream being destroyed");
+  }
+  absl::MutexLock lock(&mu_);
+  destroyed_streams_work_.push_back(event);
+  return absl::OkStatus();
 }
 
 void Mover::WaitFor(uint64_t sequence) {

@@ -96,6 +96,10 @@ class Mover {
   // Hands a job over; returns its sequence number. Streams that are not valid any more
   // (destroyed by the application) are skipped: nothing can run on them.
   absl::StatusOr<uint64_t> Submit(std::unique_ptr<MoveJob> job);
+  // The application is about to destroy `stream`: every job submitted from now on waits
+  // for what it has queued so far, as if each named it (which, once it is destroyed, none
+  // may: its handle is gone).
+  absl::Status OrderLaterJobsAfter(CUstream stream);
   // Blocks until job `sequence` (and all before it) completed.
   void WaitFor(uint64_t sequence);
   // Blocks until every job submitted before the call completed.
@@ -135,6 +139,8 @@ class Mover {
 
   absl::Mutex mu_;
   std::deque<std::unique_ptr<MoveJob>> queue_ ABSL_GUARDED_BY(mu_);
+  // Events recorded on destroyed streams (OrderLaterJobsAfter), for the next job to wait on.
+  std::vector<CUevent> destroyed_streams_work_ ABSL_GUARDED_BY(mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -42,6 +42,8 @@ class E2eTest : public ::testing::Test {
   // under LD_PRELOAD=libspillway.so.
   Result Run(std::vector<std::string> argv, std::map<std::string, std::string> env, bool preload) {
     env.emplace("LD_LIBRARY_PATH", SPW_SIMCUDA_DIR);
+    // A destroyed stream handle used again aborts, as it may crash a GPU's driver.
+    env.emplace("SIMCUDA_STRICT_STREAMS", "1");
     env.emplace("SIMCUDA_DEVICE_MEMORY", "64M");
     // Sanitizer builds: their runtime options reach the program too (see the Makefile).
     for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {

@@ -75,6 +75,8 @@ class TinyllmTest : public ::testing::Test {
     std::vector<std::string> argv = {SPW_TINYLLM, "--module", SPW_TINYLLM_KERNELS, "--json", json};
     argv.insert(argv.end(), args.begin(), args.end());
     env.emplace("LD_LIBRARY_PATH", SPW_SIMCUDA_DIR);
+    // A destroyed stream handle used again aborts, as it may crash a GPU's driver.
+    env.emplace("SIMCUDA_STRICT_STREAMS", "1");
     env.emplace("SIMCUDA_DEVICE_MEMORY", "1G");
     for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
       if (const char* value = std::getenv(name)) env.emplace(name, value);

@@ -246,7 +246,7 @@ SIMCUDA_API CUresult cuStreamDestroy_v2(CUstream handle) {
   if (CUresult r = EnterInit(); r != CUDA_SUCCESS) return r;
   auto* stream = reinterpret_cast<Stream*>(handle);
   Driver& driver = Driver::Get();
-  if (!driver.IsLive(HandleKind::kStream, stream)) return CUDA_ERROR_INVALID_HANDLE;
+  if (!driver.IsLiveStream(stream)) return CUDA_ERROR_INVALID_HANDLE;
   driver.Unregister(HandleKind::kStream, stream);
   {
     std::lock_guard<std::mutex> lock(driver.mu);

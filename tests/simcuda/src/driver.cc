@@ -116,6 +116,7 @@ bool ReadConfig(Config* config) {
   } else {
     ok = false;
   }
+  config->strict_streams = std::getenv("SIMCUDA_STRICT_STREAMS") != nullptr;
   double numa = config->host_numa_id;
   if (ReadNumber("SIMCUDA_HOST_NUMA_ID", 0, &numa) && numa == std::floor(numa)) {
     config->host_numa_id = static_cast<int>(numa);
@@ -148,11 +149,28 @@ CUresult Driver::Init() {
 void Driver::Register(HandleKind kind, const void* handle) {
   std::lock_guard<std::mutex> lock(handles_mu_);
   handles_[static_cast<int>(kind)].insert(handle);
+  if (kind == HandleKind::kStream) destroyed_streams_.erase(handle);  // the address reused
 }
 
 void Driver::Unregister(HandleKind kind, const void* handle) {
   std::lock_guard<std::mutex> lock(handles_mu_);
   handles_[static_cast<int>(kind)].erase(handle);
+  if (kind == HandleKind::kStream) destroyed_streams_.insert(handle);
+}
+
+bool Driver::IsLiveStream(const void* handle) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  if (handle != nullptr && handles_[static_cast<int>(HandleKind::kStream)].count(handle) != 0) {
+    return true;
+  }
+  if (config_.strict_streams && destroyed_streams_.count(handle) != 0) {
+    std::fprintf(stderr,
+                 "simcuda: stream %p used after cuStreamDestroy (SIMCUDA_STRICT_STREAMS): "
+                 "undefined behaviour on a GPU\n",
+                 handle);
+    std::abort();
+  }
+  return false;
 }
 
 void Driver::Retire(HandleKind kind, const void* handle) {

@@ -41,6 +41,7 @@ struct Config {
   double h2d_bytes_per_s = 0;              // SIMCUDA_H2D_GBPS (0 = unmodelled)
   double d2h_bytes_per_s = 0;              // SIMCUDA_D2H_GBPS
   int host_numa_id = 0;                    // SIMCUDA_HOST_NUMA_ID
+  bool strict_streams = false;             // SIMCUDA_STRICT_STREAMS
 };
 
 struct Context {
@@ -91,6 +92,11 @@ class Driver {
   void Retire(HandleKind kind, const void* handle);
   void Unregister(HandleKind kind, const void* handle);
   bool IsLive(HandleKind kind, const void* handle);
+  // A stream handle's validity. A destroyed stream is CUDA_ERROR_INVALID_HANDLE, as for any
+  // unknown handle; with SIMCUDA_STRICT_STREAMS set, using one aborts the process instead,
+  // saying so: on a GPU the handle is freed memory and the call is undefined behaviour (a
+  // crash, or another stream's work), which a test must not be able to mistake for an error.
+  bool IsLiveStream(const void* handle);
 
   std::mutex mu;
   std::vector<Device> devices;  // GUARDED_BY(mu)
@@ -101,8 +107,9 @@ class Driver {
   std::once_flag init_once_;
   Config config_;
   std::mutex handles_mu_;
-  std::unordered_set<const void*> handles_[8];  // GUARDED_BY(handles_mu_)
-  std::vector<const void*> retired_;            // GUARDED_BY(handles_mu_)
+  std::unordered_set<const void*> handles_[8];         // GUARDED_BY(handles_mu_)
+  std::vector<const void*> retired_;                   // GUARDED_BY(handles_mu_)
+  std::unordered_set<const void*> destroyed_streams_;  // GUARDED_BY(handles_mu_)
 };
 
 // The calling thread's current context (top of its context stack), or null.

@@ -126,7 +126,7 @@ CUresult ResolveStream(Context* ctx, CUstream handle, bool per_thread_default, S
     return CUDA_SUCCESS;
   }
   auto* s = reinterpret_cast<Stream*>(handle);
-  if (!Driver::Get().IsLive(HandleKind::kStream, s)) return CUDA_ERROR_INVALID_HANDLE;
+  if (!Driver::Get().IsLiveStream(s)) return CUDA_ERROR_INVALID_HANDLE;
   if (s->ctx() != ctx) return CUDA_ERROR_INVALID_HANDLE;
   *out = s;
   return CUDA_SUCCESS;
