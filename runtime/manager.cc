@@ -41,6 +41,7 @@ struct Manager::Plan {
   std::vector<PhysicalChunk> taken_host;
   std::vector<Extent> taken_extents;
   std::vector<Chunk*> claimed;  // chunks marked moving by this plan
+  bool gate_streams = true;     // see MoveJob::gate_streams
 };
 
 absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& config) {
@@ -255,6 +256,7 @@ absl::Status Manager::Free(CUdeviceptr base, CUstream stream) {
 
   Plan plan;
   plan.streams.insert(stream);
+  plan.gate_streams = false;  // freed: no later work may use it
   for (Chunk& chunk : allocation->chunks) {
     if (chunk.tier == Tier::kDevice) policy_->OnLeave(&chunk);
     Claim(&chunk, plan);
@@ -416,6 +418,7 @@ absl::Status Manager::SubmitPlan(Plan& plan, CUstream stream) {
   auto job = std::make_unique<MoveJob>();
   job->steps = std::move(plan.steps);
   job->streams.assign(plan.streams.begin(), plan.streams.end());
+  job->gate_streams = plan.gate_streams;
   (void)stream;
   job->commit = [this](MoveJob& j, const absl::Status& status) { Commit(j, status); };
   absl::StatusOr<uint64_t> sequence = mover_->Submit(std::move(job));

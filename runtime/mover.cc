@@ -125,6 +125,7 @@ absl::StatusOr<uint64_t> Mover::Submit(std::unique_ptr<MoveJob> job) {
     job->after.push_back(event);
     gated.push_back(stream);
   }
+  if (!job->gate_streams) gated.clear();
   for (size_t i = 0; i < gated.size() && r == CUDA_SUCCESS; ++i) {
     r = cu.cuStreamWaitValue32(gated[i], gate_address, static_cast<cuuint32_t>(sequence),
                                CU_STREAM_WAIT_VALUE_GEQ);

@@ -70,6 +70,11 @@ struct MoveStep {
 struct MoveJob {
   std::vector<MoveStep> steps;
   std::vector<CUstream> streams;  // application streams that may touch the chunks
+  // Whether their later work waits for the job. A release does not need it (no later work
+  // may use freed memory): its streams are only waited for. Not gating them keeps frees,
+  // which come in bursts at teardown, from holding the application's streams (the legacy
+  // one, for cuMemFree) behind the mover.
+  bool gate_streams = true;
   // Called on the mover thread once the steps ran (or failed: `status` says which; steps
   // not `remapped` are where they were, and no range was left unbacked).
   std::function<void(MoveJob& job, const absl::Status& status)> commit;

@@ -108,15 +108,8 @@ absl::Status Runtime::InitLocked() {
   }
   CUresult r = Driver().cuInit(0);
   if (r != CUDA_SUCCESS) init_status_ = CudaError(r, "cuInit");
-  // SPILLWAY_STATS is written at exit whoever the user is (C API or interposer); only the
-  // file, nothing is torn down then (other threads may still be running).
   static std::once_flag at_exit;
-  std::call_once(at_exit, [] {
-    std::atexit([] {
-      absl::Status s = Runtime::Get().WriteStats();
-      if (!s.ok()) SPW_LOG(kError, "statistics not written: {}", std::string(s.message()));
-    });
-  });
+  std::call_once(at_exit, [] { std::atexit(&Runtime::AtExit); });
   return init_status_;
 }
 
@@ -170,6 +163,10 @@ absl::StatusOr<Manager*> Runtime::ManagerFor(int device) {
           device, (*manager)->hbm_limit_bytes(), options_.host_limit.Resolve(HostPhysicalBytes()),
           options_.chunk, (*manager)->policy_name());
   managers_[device] = std::move(*manager);
+  // Again now that a context exists: handlers run in reverse order of registration, so
+  // this one runs before whatever the driver registered while creating it.
+  static std::once_flag at_exit_after_context;
+  std::call_once(at_exit_after_context, [] { std::atexit(&Runtime::AtExit); });
   return managers_[device].get();
 }
 
@@ -207,6 +204,29 @@ std::string Runtime::StatsJson() {
   }
   return absl::StrCat("{\"version\": 1, \"total\": ", StatsObject(total), ", \"devices\": {",
                       devices, "}}\n");
+}
+
+void Runtime::AtExit() {
+  // Once, from whichever registration runs first. Only waiting and the file: nothing is torn
+  // down (other threads may still be running and calling in).
+  static std::atomic<bool> done{false};
+  if (done.exchange(true)) return;
+  Runtime& runtime = Get();
+  if (runtime.fork_child_.load(std::memory_order_relaxed)) return;
+  {
+    // Moves still in flight (the frees of a program's teardown, typically) finish before
+    // the driver's own exit handlers run: no runtime thread is then inside the driver, and
+    // no application stream waits for the mover. Bounded: a stream a move waits for may
+    // never finish.
+    absl::MutexLock lock(&runtime.mu_);
+    for (auto& manager : runtime.managers_) {
+      if (manager && !manager->Drain(absl::Seconds(10))) {
+        SPW_LOG(kWarn, "exit: moves still in flight after 10 s; not waiting longer");
+      }
+    }
+  }
+  absl::Status s = runtime.WriteStats();
+  if (!s.ok()) SPW_LOG(kError, "statistics not written: {}", std::string(s.message()));
 }
 
 absl::Status Runtime::WriteStats() {

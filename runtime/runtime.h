@@ -51,6 +51,9 @@ class Runtime {
   std::string StatsJson() ABSL_LOCKS_EXCLUDED(mu_);
   // Writes StatsJson() to SPILLWAY_STATS if set.
   absl::Status WriteStats() ABSL_LOCKS_EXCLUDED(mu_);
+  // The process exit handler (std::atexit, registered at Init and again once the first
+  // manager exists): waits, bounded, for the moves in flight, then WriteStats. Runs once.
+  static void AtExit();
   // Frees every manager (and what it holds); the runtime can be initialised again.
   absl::Status Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
   // For a fork child (pthread_atfork): the parent's managers and their threads are not the
