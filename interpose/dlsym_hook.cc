@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// The exported `dlsym`, under both of glibc's symbol versions (GLIBC_2.2.5 for programs
-// linked before glibc 2.34, GLIBC_2.34 for newer ones: the loader binds a versioned
-// reference to whichever object defines that version first, and we come first).
+// The exported `dlsym`, unversioned. Programs reference glibc's dlsym by version
+// (GLIBC_2.2.5 when linked before glibc 2.34, GLIBC_2.34 after); the loader accepts an
+// unversioned definition for a non-hidden versioned reference, and takes the first object
+// that has one: ours, preloaded. Defining glibc's version names ourselves would do the same
+// but export names (GLIBC_2.2.5, GLIBC_2.34) that belong to the C library.
 //
 // Libraries that dlopen("libcuda.so.1") and look the driver up with a handle never search
 // preloaded objects, so only this hook lets us hand them our wrappers (architecture.md,
@@ -80,18 +82,14 @@ spw_dlsym_dispatch(void* handle, const char* name) {
 
 // The hook (handle, name): keeps the arguments, asks spw_dlsym_dispatch, returns its answer
 // or jumps (not calls) to glibc's dlsym with the arguments and return address untouched.
-// The labels are global only so that .symver can export them; the version script keeps
-// the labels themselves local.
+// One label, `dlsym`, exported unversioned by the version script.
 #if defined(__x86_64__)
 asm(R"(
   .text
   .p2align 4
-  .globl interpose_dlsym_2_2_5
-  .globl interpose_dlsym_2_34
-  .type interpose_dlsym_2_2_5, @function
-  .type interpose_dlsym_2_34, @function
-interpose_dlsym_2_2_5:
-interpose_dlsym_2_34:
+  .globl dlsym
+  .type dlsym, @function
+dlsym:
   .cfi_startproc
   pushq %rdi
   .cfi_adjust_cfa_offset 8
@@ -112,21 +110,15 @@ interpose_dlsym_2_34:
 1:
   jmpq *spw_real_dlsym(%rip)
   .cfi_endproc
-  .size interpose_dlsym_2_2_5, .-interpose_dlsym_2_2_5
-  .size interpose_dlsym_2_34, .-interpose_dlsym_2_34
-  .symver interpose_dlsym_2_2_5, dlsym@GLIBC_2.2.5
-  .symver interpose_dlsym_2_34, dlsym@@GLIBC_2.34
+  .size dlsym, .-dlsym
 )");
 #elif defined(__aarch64__)
 asm(R"(
   .text
   .p2align 4
-  .globl interpose_dlsym_2_17
-  .globl interpose_dlsym_2_34
-  .type interpose_dlsym_2_17, %function
-  .type interpose_dlsym_2_34, %function
-interpose_dlsym_2_17:
-interpose_dlsym_2_34:
+  .globl dlsym
+  .type dlsym, %function
+dlsym:
   stp x29, x30, [sp, #-32]!
   mov x29, sp
   stp x0, x1, [sp, #16]
@@ -141,10 +133,7 @@ interpose_dlsym_2_34:
   adrp x16, spw_real_dlsym
   ldr x16, [x16, #:lo12:spw_real_dlsym]
   br x16
-  .size interpose_dlsym_2_17, .-interpose_dlsym_2_17
-  .size interpose_dlsym_2_34, .-interpose_dlsym_2_34
-  .symver interpose_dlsym_2_17, dlsym@GLIBC_2.17
-  .symver interpose_dlsym_2_34, dlsym@@GLIBC_2.34
+  .size dlsym, .-dlsym
 )");
 #else
 #error "libspillway.so's dlsym hook is written for x86-64 and AArch64"

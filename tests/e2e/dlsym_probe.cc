@@ -15,6 +15,16 @@
 
 extern "C" void* e2e_next_probe();
 
+// dlsym as a program linked before glibc 2.34 references it: bound to version GLIBC_2.2.5
+// (x86-64; GLIBC_2.17 on AArch64). libspillway.so defines dlsym unversioned, which the
+// loader accepts for any non-hidden versioned reference.
+#if defined(__x86_64__)
+__asm__(".symver dlsym_before_2_34, dlsym@GLIBC_2.2.5");
+#elif defined(__aarch64__)
+__asm__(".symver dlsym_before_2_34, dlsym@GLIBC_2.17");
+#endif
+extern "C" void* dlsym_before_2_34(void* handle, const char* name);
+
 namespace {
 
 int failures = 0;
@@ -46,6 +56,8 @@ int main() {
   if (lib == nullptr) return 2;
   // A handle-scoped dlsym never searches preloaded objects: only the dlsym hook sees it.
   Expect("dlsym(libcuda, cuMemAlloc_v2)", dlsym(lib, "cuMemAlloc_v2"), ours + "cuMemAlloc_v2");
+  Expect("old-glibc dlsym(libcuda, cuMemAlloc_v2)", dlsym_before_2_34(lib, "cuMemAlloc_v2"),
+         ours + "cuMemAlloc_v2");
   Expect("dlsym(libcuda, cuStreamCreate)", dlsym(lib, "cuStreamCreate"),
          "libcuda.so.1:cuStreamCreate");
   Expect("dlsym(RTLD_DEFAULT, cuLaunchKernel)", dlsym(RTLD_DEFAULT, "cuLaunchKernel"),
