@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "runtime/driver_api.h"
 #include "runtime/log.h"
 
@@ -213,18 +214,11 @@ void Runtime::AtExit() {
   if (done.exchange(true)) return;
   Runtime& runtime = Get();
   if (runtime.fork_child_.load(std::memory_order_relaxed)) return;
-  {
-    // Moves still in flight (the frees of a program's teardown, typically) finish before
-    // the driver's own exit handlers run: no runtime thread is then inside the driver, and
-    // no application stream waits for the mover. Bounded: a stream a move waits for may
-    // never finish.
-    absl::MutexLock lock(&runtime.mu_);
-    for (auto& manager : runtime.managers_) {
-      if (manager && !manager->Drain(absl::Seconds(10))) {
-        SPW_LOG(kWarn, "exit: moves still in flight after 10 s; not waiting longer");
-      }
-    }
-  }
+  // Moves still in flight (the frees of a program's teardown, typically) finish before the
+  // driver's own exit handlers run: no runtime thread is then inside the driver, and no
+  // application stream waits for the mover. Bounded: a stream a move waits for may never
+  // finish.
+  runtime.DrainAll(absl::Seconds(10));
   absl::Status s = runtime.WriteStats();
   if (!s.ok()) SPW_LOG(kError, "statistics not written: {}", std::string(s.message()));
 }
@@ -238,14 +232,6 @@ absl::Status Runtime::WriteStats() {
     path = options_.stats_path;
   }
   if (path.empty()) return absl::OkStatus();
-  {
-    // Frees and moves still in flight belong in the figures; a bounded wait, since at exit
-    // a stream they wait for may never finish.
-    absl::MutexLock lock(&mu_);
-    for (auto& manager : managers_) {
-      if (manager) manager->Drain(absl::Seconds(2));
-    }
-  }
   std::string json = StatsJson();
   // Written whole to a temporary name, then renamed: a reader never sees half a file.
   std::string temporary = absl::StrCat(path, ".tmp.", getpid());
@@ -262,7 +248,18 @@ absl::Status Runtime::WriteStats() {
   return absl::OkStatus();
 }
 
+void Runtime::DrainAll(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  for (int device = 0; device < kMaxDevices; ++device) {
+    if (managers_[device] && !managers_[device]->Drain(timeout)) {
+      SPW_LOG(kWarn, "device {}: moves still in flight after {}; not waiting longer", device,
+              absl::FormatDuration(timeout));
+    }
+  }
+}
+
 absl::Status Runtime::Shutdown() {
+  DrainAll(absl::Seconds(10));  // frees and moves in flight belong in the figures
   absl::Status written = WriteStats();
   absl::MutexLock lock(&mu_);
   for (auto& manager : managers_) manager.reset();

@@ -49,7 +49,7 @@ class Runtime {
   ManagerStats TotalStats() ABSL_LOCKS_EXCLUDED(mu_);
   // Statistics as JSON: the totals, then per device.
   std::string StatsJson() ABSL_LOCKS_EXCLUDED(mu_);
-  // Writes StatsJson() to SPILLWAY_STATS if set.
+  // Writes SPILLWAY_STATS (if set) from the figures as they are: callers drain first.
   absl::Status WriteStats() ABSL_LOCKS_EXCLUDED(mu_);
   // The process exit handler (std::atexit, registered at Init and again once the first
   // manager exists): waits, bounded, for the moves in flight, then WriteStats. Runs once.
@@ -66,6 +66,8 @@ class Runtime {
  private:
   Runtime() = default;
   absl::Status InitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits up to `timeout` per manager for its moves in flight.
+  void DrainAll(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Mutex mu_;
   bool initialized_ ABSL_GUARDED_BY(mu_) = false;

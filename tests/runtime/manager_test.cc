@@ -338,6 +338,25 @@ class ManagerNvmeTest : public ManagerTest {
     ASSERT_NE(mkdtemp(pattern), nullptr);
     directory_ = pattern;
   }
+  // Writes [p, p + bytes) through HBM, `step` bytes at a time (guarded data is fetched
+  // before the device touches it); each step gets `seed` plus its offset in MiB.
+  void FillThroughHbm(CUdeviceptr p, size_t bytes, size_t step, uint32_t seed) {
+    for (size_t offset = 0; offset < bytes; offset += step) {
+      ASSERT_TRUE(manager_->Prefetch(p + offset, step, Tier::kDevice, nullptr).ok());
+      ASSERT_CU(
+          kernels_.Fill(p + offset, step / 4, seed + static_cast<uint32_t>(offset >> 20), nullptr));
+    }
+  }
+  // Checks, where it lies, what FillThroughHbm wrote; then Mismatches() counts the words
+  // that differ.
+  void CheckFill(CUdeviceptr p, size_t bytes, size_t step, uint32_t seed) {
+    ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+    for (size_t offset = 0; offset < bytes; offset += step) {
+      ASSERT_CU(kernels_.Check(p + offset, step / 4, seed + static_cast<uint32_t>(offset >> 20),
+                               mismatches_, nullptr));
+    }
+  }
+
   void StartTiers(size_t host_limit, size_t nvme_limit) {
     ManagerConfig config;
     config.chunk_bytes = kChunk;
@@ -416,11 +435,7 @@ TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
   StartTiers(/*host_limit=*/8 * kMiB, /*nvme_limit=*/8 * kMiB);
   auto p = manager_->Allocate(24 * kMiB, nullptr, kAdviceGuarded);
   ASSERT_TRUE(p.ok()) << p.status();
-  for (size_t offset = 0; offset < 24 * kMiB; offset += 8 * kMiB) {
-    ASSERT_TRUE(manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr).ok());
-    ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, 50 + static_cast<uint32_t>(offset >> 20),
-                            nullptr));
-  }
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*p, 24 * kMiB, 8 * kMiB, 50));
   ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kNvme, nullptr).ok());
   absl::Status full = manager_->Prefetch(*p + 8 * kMiB, 8 * kMiB, Tier::kNvme, nullptr);
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
@@ -489,11 +504,7 @@ TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
   StartTiers(/*host_limit=*/64 * kMiB, /*nvme_limit=*/128 * kMiB);
   auto p = manager_->Allocate(40 * kMiB, nullptr, kAdviceGuarded);  // more than HBM (16 MiB)
   ASSERT_TRUE(p.ok());
-  for (size_t offset = 0; offset < 40 * kMiB; offset += 8 * kMiB) {
-    ASSERT_TRUE(manager_->Prefetch(*p + offset, 8 * kMiB, Tier::kDevice, nullptr).ok());
-    ASSERT_CU(kernels_.Fill(*p + offset, 8 * kMiB / 4, 60 + static_cast<uint32_t>(offset >> 20),
-                            nullptr));
-  }
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*p, 40 * kMiB, 8 * kMiB, 60));
   ASSERT_TRUE(manager_->Prefetch(*p, 40 * kMiB, Tier::kNvme, nullptr).ok());
   const uintptr_t words[] = {*p + 100};
   ASSERT_TRUE(manager_->PrepareLaunch(words, nullptr).ok());
@@ -501,11 +512,7 @@ TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
   auto placement = manager_->Placement(*p, 40 * kMiB);  // named: the loop must not outlive it
   ASSERT_TRUE(placement.ok());
   for (Tier t : *placement) EXPECT_NE(t, Tier::kNvme);
-  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
-  for (size_t offset = 0; offset < 40 * kMiB; offset += 8 * kMiB) {
-    ASSERT_CU(kernels_.Check(*p + offset, 8 * kMiB / 4, 60 + static_cast<uint32_t>(offset >> 20),
-                             mismatches_, nullptr));
-  }
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*p, 40 * kMiB, 8 * kMiB, 60));
   EXPECT_EQ(Mismatches(), 0u);
 }
 
@@ -551,11 +558,7 @@ TEST_F(ManagerNvmeTest, LaunchOfNvmeDataMakesRoomInAFullHostTier) {
   // host tier) takes the whole host tier.
   auto big = manager_->Allocate(20 * kMiB, nullptr, kAdviceGuarded);  // more than HBM
   ASSERT_TRUE(big.ok());
-  for (size_t offset = 0; offset < 20 * kMiB; offset += 4 * kMiB) {
-    ASSERT_TRUE(manager_->Prefetch(*big + offset, 4 * kMiB, Tier::kDevice, nullptr).ok());
-    ASSERT_CU(kernels_.Fill(*big + offset, 4 * kMiB / 4, 90 + static_cast<uint32_t>(offset >> 20),
-                            nullptr));
-  }
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*big, 20 * kMiB, 4 * kMiB, 90));
   ASSERT_TRUE(manager_->Prefetch(*big, 20 * kMiB, Tier::kNvme, nullptr).ok());
   manager_->Drain();
   auto filler = manager_->Allocate(24 * kMiB, nullptr, kAdviceGuarded | kAdviceCold);
@@ -568,11 +571,7 @@ TEST_F(ManagerNvmeTest, LaunchOfNvmeDataMakesRoomInAFullHostTier) {
   auto placement = manager_->Placement(*big, 20 * kMiB);
   ASSERT_TRUE(placement.ok());
   for (Tier t : *placement) EXPECT_NE(t, Tier::kNvme);
-  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
-  for (size_t offset = 0; offset < 20 * kMiB; offset += 4 * kMiB) {
-    ASSERT_CU(kernels_.Check(*big + offset, 4 * kMiB / 4, 90 + static_cast<uint32_t>(offset >> 20),
-                             mismatches_, nullptr));
-  }
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*big, 20 * kMiB, 4 * kMiB, 90));
   EXPECT_EQ(Mismatches(), 0u);
   EXPECT_GT(manager_->Stats().nvme_write_bytes, 20 * kMiB) << "the filler did not move";
 }
