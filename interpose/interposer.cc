@@ -221,8 +221,7 @@ CUresult ToCuResult(const absl::Status& status) {
 namespace {
 
 // A thread's managed allocations pinned by PrepareUse until FinishUse: hits of each manager
-// as a range of one vector. Reached through a fast TLS pointer (launch path), freed with the
-// thread by its owner.
+// as a range of one vector. Per thread through PerThread (the launch path reads it).
 struct ThreadUse {
   struct Pinned {
     Manager* manager;
@@ -232,21 +231,11 @@ struct ThreadUse {
   std::vector<AllocationMap::Hit> hits;
   std::vector<Pinned> pinned;
 };
-SPW_FAST_TLS thread_local ThreadUse* thread_use = nullptr;
-thread_local std::unique_ptr<ThreadUse> thread_use_owner;
-
-ThreadUse& CurrentUse() {
-  if (thread_use == nullptr) {
-    thread_use_owner = std::make_unique<ThreadUse>();
-    thread_use = thread_use_owner.get();
-  }
-  return *thread_use;
-}
 
 }  // namespace
 
 void FinishUse() {
-  ThreadUse* use = thread_use;
+  ThreadUse* use = PerThread<ThreadUse>::IfCreated();
   if (use == nullptr || use->pinned.empty()) return;
   for (const ThreadUse::Pinned& p : use->pinned) {
     std::span<const AllocationMap::Hit> hits(use->hits.data() + p.begin, p.end - p.begin);
@@ -261,7 +250,7 @@ CUresult PrepareUse(std::span<const uintptr_t> words, CUstream stream, bool per_
   FinishUse();  // pins a hook left behind by returning before its real call
   const CUstream effective = EffectiveStream(stream, per_thread);
   int capturing = -1;  // not asked yet: most launches name no managed memory
-  ThreadUse& use = CurrentUse();
+  ThreadUse& use = PerThread<ThreadUse>::Get();
   for (auto& slot : managers) {
     Manager* m = slot.load(std::memory_order_acquire);
     if (m == nullptr) continue;

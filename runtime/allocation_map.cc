@@ -91,19 +91,6 @@ struct RecentHits {
   }
 };
 
-// The table is 1.5 KiB: kept on the heap, reached through a fast TLS pointer, freed with
-// the thread by its owner.
-SPW_FAST_TLS thread_local RecentHits* recent = nullptr;
-thread_local std::unique_ptr<RecentHits> recent_owner;
-
-RecentHits& Recent() {
-  if (recent == nullptr) {
-    recent_owner = std::make_unique<RecentHits>();
-    recent = recent_owner.get();
-  }
-  return *recent;
-}
-
 }  // namespace
 
 size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector<Hit>* out) const {
@@ -111,7 +98,7 @@ size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector
   size_t candidates = 0;
   for (const uintptr_t address : addresses) candidates += MayHold(address);
   if (candidates == 0) return 0;  // a launch with no pointer of ours takes no lock
-  RecentHits& cache = Recent();
+  RecentHits& cache = PerThread<RecentHits>::Get();  // 1.5 KiB: on the heap
   const uint64_t erasures = erasures_.load(std::memory_order_acquire);
   if (cache.map != this || cache.erasures != erasures) {
     std::fill(std::begin(cache.slots), std::end(cache.slots), Hit{});

@@ -12,6 +12,33 @@
 #ifndef SPILLWAY_RUNTIME_FAST_TLS_H_
 #define SPILLWAY_RUNTIME_FAST_TLS_H_
 
+#include <memory>
+
 #define SPW_FAST_TLS __attribute__((tls_model("initial-exec")))
+
+namespace spillway {
+
+// One T per thread, on the heap, reached through a SPW_FAST_TLS pointer: for per-thread
+// state on the launch path too large for static TLS. Created on a thread's first Get(),
+// destroyed with the thread.
+template <typename T>
+class PerThread {
+ public:
+  static T& Get() {
+    if (instance_ == nullptr) {
+      owner_ = std::make_unique<T>();
+      instance_ = owner_.get();
+    }
+    return *instance_;
+  }
+  // This thread's T, or null if it has not made one.
+  static T* IfCreated() { return instance_; }
+
+ private:
+  SPW_FAST_TLS static inline thread_local T* instance_ = nullptr;
+  static inline thread_local std::unique_ptr<T> owner_;  // general-dynamic: touched once
+};
+
+}  // namespace spillway
 
 #endif  // SPILLWAY_RUNTIME_FAST_TLS_H_
