@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/process.h"
+#include "tests/common/scratch_dir_test.h"
 
 namespace {
 
@@ -26,18 +27,8 @@ using ::testing::HasSubstr;
 
 using Result = spw_test::ProcessResult;
 
-class E2eTest : public ::testing::Test {
+class E2eTest : public spw_test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/spillway-e2e-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-  }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-  }
-
   // Runs `argv` with only the given environment (plus what finds simcuda), optionally
   // under LD_PRELOAD=libspillway.so.
   Result Run(std::vector<std::string> argv, std::map<std::string, std::string> env, bool preload) {
@@ -60,8 +51,6 @@ class E2eTest : public ::testing::Test {
     size_t at = r.out.find("checksum ");
     return at == std::string::npos ? "" : r.out.substr(at, 25);
   }
-
-  std::string dir_;
 };
 
 const std::map<std::string, std::string> kTiered = {{"SPILLWAY_HBM_LIMIT", "32M"}};

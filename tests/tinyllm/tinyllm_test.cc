@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/process.h"
+#include "tests/common/scratch_dir_test.h"
 
 namespace {
 
@@ -53,18 +54,8 @@ unsigned long long JsonNumber(const std::string& json, const std::string& key) {
   return std::strtoull(JsonField(json, key, ",").c_str(), nullptr, 10);
 }
 
-class TinyllmTest : public ::testing::Test {
+class TinyllmTest : public spw_test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/spillway-tinyllm-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-  }
-  void TearDown() override {
-    const std::string cmd = "rm -rf '" + dir_ + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-  }
-
   // Runs tinyllm with `args` (plus the module and a --json file) and only `env` (plus what
   // finds simcuda and the sanitizers' options), optionally under libspillway.so.
   Outcome Tinyllm(const std::vector<std::string>& args, std::map<std::string, std::string> env,
@@ -107,8 +98,6 @@ class TinyllmTest : public ::testing::Test {
     EXPECT_THAT(o.tokens, HasSubstr("[")) << o.process.out;
     return o;
   }
-
-  std::string dir_;
 };
 
 // --- tiered runs: style x HBM limit (% of weights) x NVMe tier ---
