@@ -63,6 +63,7 @@ struct Chunk {
 };
 
 struct Allocation {
+  uint64_t id = 0;  // unique in the process, in order of allocation (traces name it)
   CUdeviceptr base = 0;
   size_t size = 0;      // bytes the application asked for
   size_t reserved = 0;  // the VA reservation: size rounded up to whole chunks

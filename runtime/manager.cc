@@ -2,6 +2,7 @@
 #include "runtime/manager.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/driver_api.h"
@@ -219,6 +220,9 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
   NoteDeviceUse();
   ++stats_.allocations;
   stats_.allocated_bytes += bytes;
+  static std::atomic<uint64_t> next_id{1};
+  allocation->id = next_id.fetch_add(1, std::memory_order_relaxed);
+  if (config_.trace != nullptr) config_.trace->Alloc(allocation->id, bytes, advice);
   CUdeviceptr base = allocation->base;
   allocations_.insert(allocation.release());
   return base;
@@ -251,6 +255,7 @@ absl::Status Manager::Free(CUdeviceptr base, CUstream stream) {
   if (!allocations_.contains(allocation)) return absl::NotFoundError("already freed");
   map_.Erase(base).IgnoreError();
   allocations_.erase(allocation);
+  if (config_.trace != nullptr) config_.trace->Free(allocation->id);
   --stats_.allocations;
   stats_.allocated_bytes -= allocation->size;
 
@@ -631,6 +636,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
   };
   SPW_FAST_TLS thread_local std::vector<ToMove> to_move;
   to_move.clear();
+  std::vector<uint64_t> traced;  // allocates only when tracing
   {
     absl::MutexLock lock(&mu_);
     // Free erases from the map under mu_ before the allocation goes: no erasure since the
@@ -639,6 +645,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     for (const AllocationMap::Hit& hit : allocations) {
       if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
       ++hit.allocation->launch_pins;
+      if (config_.trace != nullptr) traced.push_back(hit.allocation->id);
       bool resident = true;
       for (const Chunk& chunk : hit.allocation->chunks) {
         resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;
@@ -651,6 +658,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
       for (Chunk& chunk : hit.allocation->chunks) Touch(chunk, stream);
     }
   }
+  if (config_.trace != nullptr) config_.trace->Launch(stream, traced);
   // What one launch can have in HBM at once. Allocations past it are not fetched: fetching
   // them would evict the ones fetched just before, for the same launch (a thrash that moves
   // every byte for nothing). They are read where they are, over the link.

@@ -47,6 +47,7 @@
 #include "runtime/nvme_store.h"
 #include "runtime/physical_pool.h"
 #include "runtime/policy.h"
+#include "runtime/trace.h"
 
 namespace spillway {
 
@@ -63,6 +64,8 @@ struct ManagerConfig {
   // Test-only: passed to the NVMe store (NvmeStoreConfig::completion_hook) to inject I/O
   // errors. Empty in production.
   std::function<int(const NvmeIoCompletion&, int result)> nvme_completion_hook;
+  // Where the access trace goes (SPILLWAY_TRACE), or null; it must outlive the manager.
+  TraceWriter* trace = nullptr;
 };
 
 struct ManagerStats {

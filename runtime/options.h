@@ -150,7 +150,10 @@ struct Policy {
   X(kLogFile, log_file, "SPILLWAY_LOG_FILE", Path, "", "file", kNone,                             \
     "File log lines are appended to (created if missing); unset: stderr.")                        \
   X(kStats, stats_path, "SPILLWAY_STATS", Path, "", "file", kNone,                                \
-    "File the statistics are written to at exit, as JSON; unset: none are written.")
+    "File the statistics are written to at exit, as JSON; unset: none are written.")              \
+  X(kTrace, trace_path, "SPILLWAY_TRACE", Path, "", "file", kNone,                                \
+    "File the access trace is written to (allocations, frees, what each launch names), for "      \
+    "bench/trace_sim; unset: no trace.")
 // clang-format on
 
 enum class OptionId : int {

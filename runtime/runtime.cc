@@ -102,6 +102,15 @@ absl::Status Runtime::InitLocked() {
     }
   }
   InitLogging(options_.log_level, fd);
+  if (!options_.trace_path.empty()) {
+    absl::StatusOr<std::unique_ptr<TraceWriter>> trace =
+        TraceWriter::Open(options_.trace_path, options_.chunk);
+    if (!trace.ok()) {
+      init_status_ = trace.status();  // names SPILLWAY_TRACE: the interposer stops the program
+      return init_status_;
+    }
+    trace_ = std::move(*trace);
+  }
   absl::StatusOr<const DriverApi*> driver = LoadDriverApi();
   if (!driver.ok()) {
     init_status_ = driver.status();
@@ -155,6 +164,7 @@ absl::StatusOr<Manager*> Runtime::ManagerFor(int device) {
       config.nvme_limit_bytes = options_.nvme_limit.Resolve(FreeBytes(options_.nvme_path));
       config.nvme_queue_depth = static_cast<unsigned>(options_.nvme_queue_depth);
     }
+    config.trace = trace_.get();
     manager = Manager::Create(config);
   }
   CUcontext popped = nullptr;
@@ -221,6 +231,8 @@ void Runtime::AtExit() {
   runtime.DrainAll(absl::Seconds(10));
   absl::Status s = runtime.WriteStats();
   if (!s.ok()) SPW_LOG(kError, "statistics not written: {}", std::string(s.message()));
+  absl::MutexLock lock(&runtime.mu_);
+  if (runtime.trace_) runtime.trace_->Flush();
 }
 
 absl::Status Runtime::WriteStats() {
@@ -263,6 +275,7 @@ absl::Status Runtime::Shutdown() {
   absl::Status written = WriteStats();
   absl::MutexLock lock(&mu_);
   for (auto& manager : managers_) manager.reset();
+  trace_.reset();  // after the managers that write to it
   initialized_ = false;
   init_status_ = absl::OkStatus();
   overrides_.clear();

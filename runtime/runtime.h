@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "runtime/manager.h"
 #include "runtime/options.h"
+#include "runtime/trace.h"
 
 namespace spillway {
 
@@ -74,6 +75,8 @@ class Runtime {
   absl::Status init_status_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, std::string>> overrides_ ABSL_GUARDED_BY(mu_);
   Options options_;  // written once, under mu_, before initialized_ is set
+  // SPILLWAY_TRACE's writer; declared before the managers, which write to it.
+  std::unique_ptr<TraceWriter> trace_ ABSL_GUARDED_BY(mu_);
   std::array<std::unique_ptr<Manager>, kMaxDevices> managers_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> fork_child_{false};
 };

@@ -115,6 +115,9 @@ OPTIONS
     --stats FILE
         Write statistics to FILE as JSON when COMMAND exits
         (SPILLWAY_STATS); spillway stats FILE summarizes them.
+    --trace FILE
+        Record the access trace (allocations, frees, what each launch names)
+        to FILE, for the policy simulator bench/trace_sim (SPILLWAY_TRACE).
     --lib PATH
         The libspillway.so to preload (default: see ENVIRONMENT and FILES).
     -h, --help

@@ -19,7 +19,7 @@ namespace {
 constexpr std::string_view kLibraryName = "libspillway.so";
 
 // In the order of SPILLWAY_OPTIONS; run_command_test checks that every option has its flag.
-constexpr std::array<RunFlag, 12> kRunFlags = {{
+constexpr std::array<RunFlag, 13> kRunFlags = {{
     {"--hbm-limit", "SPILLWAY_HBM_LIMIT", "SIZE|N%", false},
     {"--host-limit", "SPILLWAY_HOST_LIMIT", "SIZE|N%", false},
     {"--nvme", "SPILLWAY_NVME_PATH", "DIR", true},
@@ -32,6 +32,7 @@ constexpr std::array<RunFlag, 12> kRunFlags = {{
     {"--log", "SPILLWAY_LOG", "LEVEL", false},
     {"--log-file", "SPILLWAY_LOG_FILE", "FILE", true},
     {"--stats", "SPILLWAY_STATS", "FILE", true},
+    {"--trace", "SPILLWAY_TRACE", "FILE", true},
 }};
 static_assert(kRunFlags.size() == static_cast<size_t>(OptionId::kCount),
               "every SPILLWAY_* option needs a `spillway run` flag");

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -196,6 +198,66 @@ TEST_F(TinyllmTest, HostOffloadUnderSpillwayGivesSameTokens) {
   ASSERT_EQ(tiered.process.status, 0) << tiered.process.err;
   EXPECT_EQ(tiered.tokens, plain.tokens);
   EXPECT_EQ(tiered.checksum, plain.checksum);
+}
+
+// SPILLWAY_TRACE: every managed allocation appears once, is freed once, and what the
+// launches name are allocations of the trace; the decode repeats the same launches, so
+// the trace has as many launches as tinyllm queued with managed arguments, and more than
+// one step's worth.
+TEST_F(TinyllmTest, TraceRecordsAllocationsLaunchesAndFrees) {
+  const std::string trace = dir_ + "/trace.txt";
+  std::map<std::string, std::string> env = kSpillway;
+  env["SPILLWAY_TRACE"] = trace;
+  std::vector<std::string> args = kModel;
+  args.insert(args.end(), {"--style", "tensor"});
+  const Outcome o = Tinyllm(args, env, true);
+  ASSERT_EQ(o.process.status, 0) << o.process.err;
+  std::istringstream lines(spw_test::ReadWholeFile(trace));
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  EXPECT_EQ(line, "# spillway-trace 1");
+  std::set<std::string> allocated, freed;
+  size_t launches = 0, chunk_lines = 0;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string kind, id;
+    words >> kind;
+    if (kind == "chunk") {
+      ++chunk_lines;
+    } else if (kind == "alloc") {
+      words >> id;
+      EXPECT_TRUE(allocated.insert(id).second) << "allocated twice: " << line;
+    } else if (kind == "free") {
+      words >> id;
+      EXPECT_TRUE(allocated.count(id)) << "freed before allocated: " << line;
+      EXPECT_TRUE(freed.insert(id).second) << "freed twice: " << line;
+    } else if (kind == "launch") {
+      std::string time, stream;
+      words >> time >> stream;
+      size_t named = 0;
+      while (words >> id) {
+        EXPECT_TRUE(allocated.count(id) && !freed.count(id)) << "not live: " << line;
+        ++named;
+      }
+      EXPECT_GT(named, 0u) << line;
+      ++launches;
+    } else {
+      ADD_FAILURE() << "unexpected line: " << line;
+    }
+  }
+  EXPECT_EQ(chunk_lines, 1u);
+  EXPECT_GT(allocated.size(), 10u);
+  EXPECT_EQ(freed, allocated) << "tinyllm frees everything it allocates";
+  EXPECT_GT(launches, 100u);
+}
+
+TEST_F(TinyllmTest, UnwritableTraceStopsTheProgramNamingTheVariable) {
+  std::map<std::string, std::string> env = kSpillway;
+  env["SPILLWAY_TRACE"] = dir_ + "/no/such/dir/trace.txt";
+  std::vector<std::string> args = kModel;
+  const Outcome o = Tinyllm(args, env, true);
+  EXPECT_NE(o.process.status, 0);
+  EXPECT_THAT(o.process.err, HasSubstr("SPILLWAY_TRACE"));
 }
 
 TEST_F(TinyllmTest, TooLittleDeviceMemoryFailsWithOutOfMemory) {
