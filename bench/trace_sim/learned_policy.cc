@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// learned: an online policy with bounded memory (the last `max_period` launches).
+//  - Learning: each launch has a signature (stream + the allocations it touches, not their
+//    chunk ranges, so a growing KV cache does not break it). A period P is a candidate when
+//    a signature recurs P launches later, and learned once P launches in a row repeat the
+//    ones P earlier. Any launch that differs from the one P earlier forgets P (a new
+//    sequence length, a prefill among decodes); the learner then starts over.
+//  - Eviction: with P learned, a chunk used at launch i is next used at i + P (Belady on
+//    the prediction); chunks the prediction missed go first; clean before dirty at a tie.
+//    Before anything is learned: LRU.
+//  - Prefetch: after each launch, walk the predicted launches in order and fetch what they
+//    need while a victim with a later predicted use exists (the HBM budget); the H2D engine
+//    is a FIFO, so fetches arrive in order of need, back to back, at link speed.
+//  - KV: a new KV chunk is touched by this step's launch, so it is predicted for the next
+//    step and stays; older KV chunks are evicted and streamed back like weights.
+// Assumption (documented in docs/trace_sim.md): a chunk is used once per period; a chunk
+// used twice per period is predicted only at its last use + P.
+
+#include <cstdlib>
+#include <deque>
+#include <limits>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "simulator.h"
+
+namespace spillway::trace_sim {
+namespace {
+
+constexpr int64_t kUnpredicted = std::numeric_limits<int64_t>::max() / 4;
+
+class LearnedPolicy : public Policy {
+ public:
+  explicit LearnedPolicy(size_t max_period) : max_period_(max_period) {
+    if (const char* f = std::getenv("TRACE_SIM_AHEAD")) ahead_factor_ = std::atof(f);
+  }
+  std::string Name() const override { return "learned"; }
+
+  void Begin(const Replay& replay) override {
+    replay_ = &replay;
+    order_.Reset(replay.trace->total_chunks, &replay.chunk_dirty);
+    last_pos_.assign(replay.trace->total_chunks, -1);
+    ring_.assign(max_period_ + 1, Entry{});
+    last_seen_.clear();
+    period_ = candidate_ = run_ = 0;
+    current_ = 0;
+  }
+
+  void BeforeLaunch(size_t n) override {
+    current_ = n;
+    const auto chunks = replay_->LaunchChunks(n);
+    uint64_t sig = absl::HashOf(replay_->launches[n].stream);
+    uint32_t prev_alloc = UINT32_MAX;
+    for (ChunkId c : chunks) {
+      const uint32_t a = replay_->chunk_alloc[c];
+      if (a != prev_alloc) sig = absl::HashOf(sig, a);
+      prev_alloc = a;
+    }
+    if (period_ > 0 && At(n - period_).sig != sig) Forget();
+    if (period_ == 0) {
+      if (candidate_ > 0 && n >= candidate_ && At(n - candidate_).sig == sig) {
+        if (++run_ >= candidate_) Learn(candidate_, n);
+      } else {
+        auto it = last_seen_.find(sig);
+        candidate_ = 0;
+        if (it != last_seen_.end() && n - it->second <= max_period_) {
+          candidate_ = n - it->second;
+          run_ = 1;
+        }
+      }
+    }
+    if (last_seen_.size() > 4 * max_period_) last_seen_.clear();  // Bounded memory.
+    last_seen_[sig] = n;
+    Entry& e = At(n);
+    e.sig = sig;
+    e.chunks.assign(chunks.begin(), chunks.end());
+  }
+
+  ChunkId ChooseVictim(const Simulator& sim, size_t) override { return order_.Pick(sim); }
+  void OnInsert(ChunkId c, size_t n) override {
+    order_.Set(c, period_ > 0 ? static_cast<int64_t>(n) : -static_cast<int64_t>(n));
+  }
+  void OnAccess(ChunkId c, size_t n, size_t) override {
+    last_pos_[c] = static_cast<int64_t>(n);
+    order_.Set(c, KeyOf(c));
+  }
+  void OnRemove(ChunkId c) override { order_.Remove(c); }
+
+  void AfterLaunch(Simulator& sim, size_t n, double now) override {
+    if (period_ == 0) return;
+    // Chunks predicted for this launch that it did not touch: the prediction was wrong.
+    if (n >= period_) {
+      for (ChunkId c : At(n - period_).chunks) {
+        if (order_.Contains(c) && last_pos_[c] == static_cast<int64_t>(n - period_)) {
+          order_.Set(c, kUnpredicted);
+        }
+      }
+    }
+    while (!ahead_.empty() && ahead_.front().first <= n) {
+      ahead_chunks_ -= ahead_.front().second;
+      ahead_.pop_front();
+    }
+    size_t m = std::max(cursor_, n + 1);
+    for (; m <= n + period_; ++m) {
+      bool blocked = false;
+      for (ChunkId c : At(m - period_).chunks) {
+        if (sim.IsResident(c) || !sim.IsLive(c)) continue;
+        if (ahead_chunks_ >= ahead_limit_) {
+          blocked = true;
+          break;
+        }
+        if (!sim.HasFreeSlot()) {
+          const ChunkId victim = order_.Pick(sim, static_cast<int64_t>(m));
+          if (victim == kNoChunk) {
+            blocked = true;
+            break;
+          }
+          sim.Evict(victim);
+        }
+        sim.Bring(c, now);
+        order_.Set(c, static_cast<int64_t>(m));
+        if (ahead_.empty() || ahead_.back().first != m) ahead_.emplace_back(m, 0);
+        ++ahead_.back().second;
+        ++ahead_chunks_;
+      }
+      if (blocked) break;
+    }
+    cursor_ = m;
+  }
+
+ private:
+  struct Entry {
+    uint64_t sig = 0;
+    std::vector<ChunkId> chunks;
+  };
+  Entry& At(size_t n) { return ring_[n % ring_.size()]; }
+
+  int64_t KeyOf(ChunkId c) const {
+    if (period_ == 0) return -(last_pos_[c] < 0 ? 0 : last_pos_[c]);
+    if (last_pos_[c] < 0) return kUnpredicted;
+    const int64_t next = last_pos_[c] + static_cast<int64_t>(period_);
+    return next <= static_cast<int64_t>(current_) ? kUnpredicted : next;
+  }
+  void Rekey() {
+    std::vector<ChunkId> resident;
+    order_.ForEach([&](ChunkId c) { resident.push_back(c); });
+    for (ChunkId c : resident) order_.Set(c, KeyOf(c));
+  }
+  void Learn(size_t period, size_t n) {
+    period_ = period;
+    cursor_ = n + 1;
+    ahead_.clear();
+    ahead_chunks_ = 0;
+    size_t widest = 1;
+    for (size_t i = n + 1 - period; i <= n; ++i) widest = std::max(widest, At(i).chunks.size());
+    ahead_limit_ = static_cast<size_t>(ahead_factor_ * static_cast<double>(widest));
+    Rekey();
+  }
+  void Forget() {
+    period_ = candidate_ = run_ = 0;
+    Rekey();
+  }
+
+  const size_t max_period_;
+  const Replay* replay_ = nullptr;
+  VictimOrder order_;
+  std::vector<int64_t> last_pos_;                    // Per chunk: the last launch that touched it.
+  std::vector<Entry> ring_;                          // The last max_period_ + 1 launches.
+  absl::flat_hash_map<uint64_t, size_t> last_seen_;  // Signature -> last launch.
+  size_t period_ = 0;                                // 0: nothing learned.
+  size_t candidate_ = 0;  // Period being verified, and how many launches confirmed it.
+  size_t run_ = 0;
+  size_t cursor_ = 0;  // Predicted launches before this one are fully prefetched.
+  // Prefetched chunks not yet used, per predicted launch, and their total and limit.
+  // The limit keeps the prefetcher's victims among the chunks just used (those Belady
+  // would evict): without it, it evicts chunks Belady keeps and everything streams.
+  std::deque<std::pair<size_t, size_t>> ahead_;
+  size_t ahead_chunks_ = 0, ahead_limit_ = 0;
+  double ahead_factor_ = 1.0;
+  size_t current_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Policy> MakeLearnedPolicy() { return std::make_unique<LearnedPolicy>(1 << 16); }
+
+}  // namespace spillway::trace_sim
