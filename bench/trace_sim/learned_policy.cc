@@ -17,7 +17,6 @@
 // Assumption (documented in docs/trace_sim.md): a chunk is used once per period; a chunk
 // used twice per period is predicted only at its last use + P.
 
-#include <cstdlib>
 #include <deque>
 #include <limits>
 
@@ -32,15 +31,14 @@ constexpr int64_t kUnpredicted = std::numeric_limits<int64_t>::max() / 4;
 
 class LearnedPolicy : public Policy {
  public:
-  explicit LearnedPolicy(size_t max_period) : max_period_(max_period) {
-    if (const char* f = std::getenv("TRACE_SIM_AHEAD")) ahead_factor_ = std::atof(f);
-  }
+  explicit LearnedPolicy(size_t max_period) : max_period_(max_period) {}
   std::string Name() const override { return "learned"; }
 
   void Begin(const Replay& replay) override {
     replay_ = &replay;
     order_.Reset(replay.trace->total_chunks, &replay.chunk_dirty);
     last_pos_.assign(replay.trace->total_chunks, -1);
+    unused_prefetch_.assign(replay.trace->total_chunks, 0);
     ring_.assign(max_period_ + 1, Entry{});
     last_seen_.clear();
     period_ = candidate_ = run_ = 0;
@@ -83,9 +81,13 @@ class LearnedPolicy : public Policy {
   }
   void OnAccess(ChunkId c, size_t n, size_t) override {
     last_pos_[c] = static_cast<int64_t>(n);
+    unused_prefetch_[c] = 0;
     order_.Set(c, KeyOf(c));
   }
-  void OnRemove(ChunkId c) override { order_.Remove(c); }
+  void OnRemove(ChunkId c) override {
+    order_.Remove(c);
+    unused_prefetch_[c] = 0;
+  }
 
   void AfterLaunch(Simulator& sim, size_t n, double now) override {
     if (period_ == 0) return;
@@ -111,7 +113,8 @@ class LearnedPolicy : public Policy {
           break;
         }
         if (!sim.HasFreeSlot()) {
-          const ChunkId victim = order_.Pick(sim, static_cast<int64_t>(m));
+          const ChunkId victim =
+              order_.PickIdle(sim, static_cast<int64_t>(m), now, idle_scan_, unused_prefetch_);
           if (victim == kNoChunk) {
             blocked = true;
             break;
@@ -120,6 +123,7 @@ class LearnedPolicy : public Policy {
         }
         sim.Bring(c, now);
         order_.Set(c, static_cast<int64_t>(m));
+        unused_prefetch_[c] = 1;
         if (ahead_.empty() || ahead_.back().first != m) ahead_.emplace_back(m, 0);
         ++ahead_.back().second;
         ++ahead_chunks_;
@@ -154,7 +158,8 @@ class LearnedPolicy : public Policy {
     ahead_chunks_ = 0;
     size_t widest = 1;
     for (size_t i = n + 1 - period; i <= n; ++i) widest = std::max(widest, At(i).chunks.size());
-    ahead_limit_ = static_cast<size_t>(ahead_factor_ * static_cast<double>(widest));
+    ahead_limit_ =
+        std::max<size_t>(2, static_cast<size_t>(ahead_factor_ * static_cast<double>(widest)));
     Rekey();
   }
   void Forget() {
@@ -165,7 +170,10 @@ class LearnedPolicy : public Policy {
   const size_t max_period_;
   const Replay* replay_ = nullptr;
   VictimOrder order_;
-  std::vector<int64_t> last_pos_;                    // Per chunk: the last launch that touched it.
+  std::vector<int64_t> last_pos_;  // Per chunk: the last launch that touched it.
+  // Per chunk: prefetched and not used yet. Never a prefetch's victim: evicting it would
+  // throw away a copy already paid for (it only moves the miss, never saves one).
+  std::vector<uint8_t> unused_prefetch_;
   std::vector<Entry> ring_;                          // The last max_period_ + 1 launches.
   absl::flat_hash_map<uint64_t, size_t> last_seen_;  // Signature -> last launch.
   size_t period_ = 0;                                // 0: nothing learned.
@@ -177,7 +185,12 @@ class LearnedPolicy : public Policy {
   // would evict): without it, it evicts chunks Belady keeps and everything streams.
   std::deque<std::pair<size_t, size_t>> ahead_;
   size_t ahead_chunks_ = 0, ahead_limit_ = 0;
-  double ahead_factor_ = 1.0;
+  // Measured on the sweep (docs/trace_sim.md): half the widest launch balances the bytes a
+  // deeper window costs (each prefetch moves a miss back by its distance) against overlap.
+  double ahead_factor_ = 0.5;
+  // A prefetch takes the furthest-used victim, but skips one still busy in a running launch
+  // for the next candidate if that one is idle (1 = look at one more).
+  int idle_scan_ = 1;
   size_t current_ = 0;
 };
 

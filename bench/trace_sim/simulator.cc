@@ -99,6 +99,20 @@ ChunkId VictimOrder::Pick(const Simulator& sim, int64_t min_key) const {
   return kNoChunk;
 }
 
+ChunkId VictimOrder::PickIdle(const Simulator& sim, int64_t min_key, double now, int scan,
+                              const std::vector<uint8_t>& keep) const {
+  ChunkId first = kNoChunk;
+  for (auto it = set_.rbegin(); it != set_.rend() && scan > 0; ++it) {
+    if (std::get<0>(*it) <= min_key) break;
+    const ChunkId c = std::get<2>(*it);
+    if (sim.IsPinned(c) || keep[c]) continue;
+    if (sim.BusyUntil(c) <= now) return c;
+    if (first == kNoChunk) first = c;
+    --scan;
+  }
+  return first;
+}
+
 Simulator::Simulator(const Replay& replay, const Machine& machine, Policy& policy)
     : replay_(replay), machine_(machine), policy_(policy) {
   const double chunk = static_cast<double>(replay.trace->chunk_bytes);

@@ -83,6 +83,11 @@ class VictimOrder {
   int64_t Key(ChunkId c) const { return key_[c]; }
   // First unpinned chunk in eviction order whose key is > min_key; kNoChunk if none.
   ChunkId Pick(const Simulator& sim, int64_t min_key = std::numeric_limits<int64_t>::min()) const;
+  // Like Pick, but among the first `scan` candidates prefers one whose slot is free by
+  // `now` (its last launch has ended), so a prefetch need not wait for a running launch.
+  // Chunks with keep[c] != 0 are skipped.
+  ChunkId PickIdle(const Simulator& sim, int64_t min_key, double now, int scan,
+                   const std::vector<uint8_t>& keep) const;
   template <typename F>
   void ForEach(F f) const {
     for (const auto& e : set_) f(std::get<2>(e));
