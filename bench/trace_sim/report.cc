@@ -32,6 +32,17 @@ Window SteadyWindow(const SimResult& r, int warmup_steps) {
   return w;
 }
 
+// H2D bytes moved in each step, as a JSON list body.
+std::string StepBytes(const SimResult& r) {
+  std::string out;
+  uint64_t before = 0;
+  for (const StepMark& m : r.steps) {
+    out += fmt::format("{}{}", out.empty() ? "" : ", ", m.h2d_bytes - before);
+    before = m.h2d_bytes;
+  }
+  return out;
+}
+
 double Ms(double ns) { return ns / 1e6; }
 double GB(uint64_t bytes) { return static_cast<double>(bytes) / 1e9; }
 
@@ -124,10 +135,12 @@ void WriteJson(const std::vector<Comparison>& rows, const Machine& machine, std:
                  "      {{\"policy\": \"{}\", \"h2d_bytes\": {}, \"d2h_bytes\": {}, "
                  "\"stall_ns\": {:.0f}, \"total_ns\": {:.0f}, \"step_ns\": {:.0f}, "
                  "\"window_h2d_bytes_per_step\": {}, \"bytes_vs_belady\": {:.4f}, "
-                 "\"window_bytes_vs_belady\": {:.4f}, \"step_vs_bound\": {:.4f}}}{}\n",
+                 "\"window_bytes_vs_belady\": {:.4f}, \"step_vs_bound\": {:.4f}, "
+                 "\"step_h2d_bytes\": [{}]}}{}\n",
                  p.result.policy, p.result.h2d_bytes, p.result.d2h_bytes, p.result.stall_ns,
                  p.result.total_ns, p.step_ns, p.window_h2d_bytes, p.bytes_vs_belady,
-                 p.window_bytes_vs_belady, p.step_vs_bound, j + 1 < c.policies.size() ? "," : "");
+                 p.window_bytes_vs_belady, p.step_vs_bound, StepBytes(p.result),
+                 j + 1 < c.policies.size() ? "," : "");
     }
     fmt::print(out, "    ]}}{}\n", i + 1 < rows.size() ? "," : "");
   }

@@ -101,7 +101,8 @@ int Main(int argc, char** argv) {
       sweep = true;
       continue;
     }
-    if (i + 1 >= args.size()) return Usage(a + " needs a value");
+    if (!a.starts_with("--")) return Usage("unexpected argument " + a);
+    if (i + 1 >= args.size()) return Usage(a + " needs a value (or is unknown)");
     const std::string v = args[++i];
     bool ok = true;
     if (a == "--trace")
