@@ -58,6 +58,10 @@ struct Chunk {
   std::optional<Extent> nvme;
   bool nvme_copy_valid = false;
   bool moving = false;             // a move job owns this chunk
+  // With `moving`: the sequence number of the job bringing it into HBM, when that job did
+  // not gate the streams that use it (a prefetch ahead of need): a launch that uses the
+  // chunk gates its own stream on it instead (Manager::PrepareLaunch). 0 otherwise.
+  uint64_t arriving = 0;
   uint64_t last_use = 0;           // policy clock of the last touch
   CUstream last_stream = nullptr;  // the stream the application last used it on, or kNoStream
 };

@@ -207,6 +207,9 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
     Driver().cuMemAddressFree(allocation->base, allocation->reserved);
     return status;
   }
+  static std::atomic<uint64_t> next_id{1};
+  allocation->id = next_id.fetch_add(1, std::memory_order_relaxed);
+  policy_->OnAllocate(allocation.get());
   for (Chunk& chunk : allocation->chunks) {
     if (chunk.tier == Tier::kDevice) {
       policy_->OnResident(&chunk);
@@ -220,8 +223,6 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
   NoteDeviceUse();
   ++stats_.allocations;
   stats_.allocated_bytes += bytes;
-  static std::atomic<uint64_t> next_id{1};
-  allocation->id = next_id.fetch_add(1, std::memory_order_relaxed);
   if (config_.trace != nullptr) config_.trace->Alloc(allocation->id, bytes, advice);
   CUdeviceptr base = allocation->base;
   allocations_.insert(allocation.release());
@@ -265,12 +266,14 @@ absl::Status Manager::Free(CUdeviceptr base, CUstream stream) {
   for (Chunk& chunk : allocation->chunks) {
     if (chunk.tier == Tier::kDevice) policy_->OnLeave(&chunk);
     Claim(&chunk, plan);
+    chunk.arriving = 0;
     MoveStep step;
     step.kind = MoveStep::Kind::kRelease;
     step.chunk = &chunk;
     plan.steps.push_back(step);
   }
-  return SubmitPlan(plan, stream);
+  policy_->OnFree(allocation);
+  return SubmitPlan(plan).status();
 }
 
 absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice, bool set) {
@@ -364,7 +367,8 @@ absl::Status Manager::PlanToHost(Chunk* chunk, Plan& plan) {
   return absl::OkStatus();
 }
 
-absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan) {
+absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
+                                   int64_t used_after, bool may_wait) {
   MoveStep step;
   step.kind = MoveStep::Kind::kToDevice;
   step.chunk = chunk;
@@ -383,27 +387,35 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan)
            (c->allocation->guarded() && nvme_ != nullptr);
   };
   std::vector<Chunk*> victims;
-  if (!device.ok()) victims = policy_->PickVictims(1, eligible);
-  if (!device.ok() && victims.empty() && mover_->pending()) {
+  if (!device.ok()) victims = policy_->PickVictims(1, eligible, used_after);
+  if (!device.ok() && victims.empty() && may_wait && mover_->pending()) {
     // Moves in flight hold chunks (leaving or entering HBM) that will be candidates once
     // they land: let them land. Chunks this plan claimed stay claimed meanwhile.
     mu_.Unlock();
     mover_->WaitForAll();
     mu_.Lock();
     device = device_pool_->Take();
-    if (!device.ok()) victims = policy_->PickVictims(1, eligible);
+    if (!device.ok()) victims = policy_->PickVictims(1, eligible, used_after);
   }
+  auto unclaim = [&] {
+    chunk->moving = false;
+    plan.claimed.pop_back();
+  };
   if (device.ok()) {
     plan.taken_device.push_back(*device);
     step.target = *device;
   } else {
     // HBM is at its limit: the policy names the chunk that makes room.
     if (victims.empty()) {
+      unclaim();
       return absl::ResourceExhaustedError(
           absl::StrCat("HBM limit (", Bytes(config_.hbm_limit_bytes),
                        ") reached and every resident chunk is pinned or being moved"));
     }
-    if (absl::Status s = PlanToHost(victims[0], plan); !s.ok()) return s;
+    if (absl::Status s = PlanToHost(victims[0], plan); !s.ok()) {
+      unclaim();
+      return s;
+    }
     step.donor = static_cast<int>(plan.steps.size() - 1);
     step.target = victims[0]->device;
   }
@@ -418,17 +430,15 @@ void Manager::UndoPlan(Plan& plan) {
   for (Chunk* chunk : plan.claimed) chunk->moving = false;
 }
 
-absl::Status Manager::SubmitPlan(Plan& plan, CUstream stream) {
-  if (plan.steps.empty()) return absl::OkStatus();
+absl::StatusOr<uint64_t> Manager::SubmitPlan(Plan& plan) {
+  if (plan.steps.empty()) return uint64_t{0};
   auto job = std::make_unique<MoveJob>();
   job->steps = std::move(plan.steps);
   job->streams.assign(plan.streams.begin(), plan.streams.end());
   job->gate_streams = plan.gate_streams;
-  (void)stream;
   job->commit = [this](MoveJob& j, const absl::Status& status) { Commit(j, status); };
-  absl::StatusOr<uint64_t> sequence = mover_->Submit(std::move(job));
   // On failure the mover still runs the (abandoned) job's commit, which undoes the plan.
-  return sequence.status();
+  return mover_->Submit(std::move(job));
 }
 
 void Manager::Commit(MoveJob& job, const absl::Status& status) {
@@ -482,6 +492,7 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
   for (MoveStep& step : job.steps) {
     Chunk& chunk = *step.chunk;
     chunk.moving = false;
+    chunk.arriving = 0;
     if (!step.remapped) {
       // Nothing changed for this chunk: give back what the plan took for it. A device
       // chunk donated by an eviction that did not happen still belongs to its donor.
@@ -590,8 +601,9 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
     UndoPlan(plan);
     return status;
   }
+  policy_->OnUse(allocation);
   for (size_t i = first; i <= last; ++i) Touch(allocation->chunks[i], stream);
-  return SubmitPlan(plan, stream);
+  return SubmitPlan(plan).status();
 }
 
 absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, CUstream stream) {
@@ -635,8 +647,11 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     size_t reserved;
   };
   SPW_FAST_TLS thread_local std::vector<ToMove> to_move;
+  SPW_FAST_TLS thread_local std::vector<Allocation*> live;
   to_move.clear();
+  live.clear();
   std::vector<uint64_t> traced;  // allocates only when tracing
+  uint64_t arrival = 0;          // the latest prefetch job a chunk of the launch is in
   {
     absl::MutexLock lock(&mu_);
     // Free erases from the map under mu_ before the allocation goes: no erasure since the
@@ -645,20 +660,36 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     for (const AllocationMap::Hit& hit : allocations) {
       if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
       ++hit.allocation->launch_pins;
+      live.push_back(hit.allocation);
       if (config_.trace != nullptr) traced.push_back(hit.allocation->id);
+    }
+    policy_->OnLaunch(stream, live);
+    for (Allocation* allocation : live) {
+      // In HBM, or on its way there in a prefetch that did not gate `stream`.
       bool resident = true;
-      for (const Chunk& chunk : hit.allocation->chunks) {
+      uint64_t arriving = 0;
+      for (const Chunk& chunk : allocation->chunks) {
+        if (chunk.moving && chunk.arriving != 0) {
+          arriving = std::max(arriving, chunk.arriving);
+          continue;
+        }
         resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;
       }
       if (!resident) {
         // Read under the lock: the allocation may be freed once it is released.
-        to_move.push_back({hit.base, hit.allocation->size, hit.allocation->reserved});
+        to_move.push_back({allocation->base, allocation->size, allocation->reserved});
         continue;
       }
-      for (Chunk& chunk : hit.allocation->chunks) Touch(chunk, stream);
+      arrival = std::max(arrival, arriving);
+      policy_->OnUse(allocation);
+      for (Chunk& chunk : allocation->chunks) Touch(chunk, stream);
     }
   }
   if (config_.trace != nullptr) config_.trace->Launch(stream, traced);
+  // The pins keep those chunks from being chosen to make room until the launch is queued.
+  if (arrival != 0) {
+    if (absl::Status gated = mover_->GateStream(stream, arrival); !gated.ok()) return gated;
+  }
   // What one launch can have in HBM at once. Allocations past it are not fetched: fetching
   // them would evict the ones fetched just before, for the same launch (a thrash that moves
   // every byte for nothing). They are read where they are, over the link.
@@ -691,6 +722,100 @@ void Manager::EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_
     if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
     if (hit.allocation->launch_pins > 0) --hit.allocation->launch_pins;
   }
+  // The launch is queued now: what follows it can be brought in behind it.
+  if (policy_->period() > 0) PrefetchAhead();
+}
+
+void Manager::PrefetchAhead() {
+  const int64_t period = policy_->period();
+  const int64_t now = policy_->current_launch();
+  if (policy_->schedule_epoch() != ahead_epoch_) {
+    ahead_epoch_ = policy_->schedule_epoch();
+    ahead_.clear();
+    ahead_bytes_ = 0;
+    ahead_cursor_ = 0;
+  }
+  while (!ahead_.empty() && ahead_.front().first <= now) {
+    ahead_bytes_ -= ahead_.front().second;
+    ahead_.pop_front();
+  }
+  const uint64_t chunk_bytes = config_.chunk_bytes;
+  const uint64_t window = std::max<uint64_t>(config_.prefetch_ahead_bytes != 0
+                                                 ? config_.prefetch_ahead_bytes
+                                                 : config_.hbm_limit_bytes / 8,
+                                             2 * chunk_bytes);
+  // Launches' fetches go out together up to this size: each move has a fixed cost (a wait,
+  // a remap per chunk, a commit) that small ones would pay per few chunks.
+  const uint64_t job_bytes = std::max<uint64_t>(chunk_bytes, window / 4);
+  // Backpressure: the program queues launches far ahead of the device (a whole decode
+  // step before it synchronises). Planned that far ahead, a fetch could only evict chunks
+  // whose own moves are still queued, never the ones Belady would pick; so the launch that
+  // plans more waits (a bounded time) until the moves already planned are within a window.
+  while (!prefetch_jobs_.empty()) {
+    while (!prefetch_jobs_.empty() && prefetch_jobs_.front().first <= mover_->completed()) {
+      prefetch_jobs_.pop_front();
+    }
+    uint64_t in_flight = 0;
+    for (const auto& job : prefetch_jobs_) in_flight += job.second;
+    if (in_flight < window) break;
+    const uint64_t oldest = prefetch_jobs_.front().first;
+    mu_.Unlock();
+    const bool done = mover_->WaitFor(oldest, absl::Milliseconds(100));
+    mu_.Lock();
+    if (!done) break;  // the device is held by something else: plan anyway
+    if (policy_->schedule_epoch() != ahead_epoch_ || policy_->current_launch() != now) return;
+  }
+  std::vector<Allocation*> predicted;
+  std::vector<Chunk*> fetched;  // in `plan`
+  Plan plan;
+  plan.gate_streams = false;  // the launches that need the chunks gate on the job
+  int64_t m = std::max(ahead_cursor_, now + 1);
+  auto submit = [&]() -> bool {
+    absl::StatusOr<uint64_t> sequence = SubmitPlan(plan);
+    if (!sequence.ok()) {
+      SPW_LOG(kDebug, "prefetch not submitted: {}", std::string(sequence.status().message()));
+      return false;
+    }
+    for (Chunk* chunk : fetched) chunk->arriving = *sequence;
+    prefetch_jobs_.emplace_back(*sequence, fetched.size() * chunk_bytes);
+    SPW_LOG(kTrace, "launch {}: prefetch of {} chunks, up to launch {}", now, fetched.size(), m);
+    fetched.clear();
+    plan = Plan();
+    plan.gate_streams = false;
+    return true;
+  };
+  bool blocked = false;
+  for (; m <= now + period && !blocked; ++m) {
+    predicted.clear();
+    policy_->Predicted(m, &predicted);
+    const size_t before = fetched.size();
+    for (Allocation* allocation : predicted) {
+      // Larger than HBM: read over the link where it is (PrepareLaunch), never fetched.
+      if (allocation->reserved > config_.hbm_limit_bytes) continue;
+      for (Chunk& chunk : allocation->chunks) {
+        if (chunk.moving && chunk.arriving != 0) continue;  // on its way in, ahead of need
+        if (chunk.tier == Tier::kDevice && !chunk.moving) continue;
+        if (chunk.moving) {
+          // Fetched on demand or leaving HBM right now: look again after the next launch.
+          blocked = true;
+          break;
+        }
+        if (ahead_bytes_ + chunk_bytes > window ||
+            !PlanToDevice(&chunk, FetchReason::kPrefetch, plan, m, /*may_wait=*/false).ok()) {
+          blocked = true;
+          break;
+        }
+        fetched.push_back(&chunk);
+        ahead_bytes_ += chunk_bytes;
+      }
+      if (blocked) break;
+    }
+    if (fetched.size() > before) ahead_.emplace_back(m, (fetched.size() - before) * chunk_bytes);
+    if (blocked) break;  // m is not done: the next call starts there
+    if (fetched.size() * chunk_bytes >= job_bytes && !submit()) break;
+  }
+  if (!fetched.empty()) submit();
+  ahead_cursor_ = m;
 }
 
 absl::Status Manager::MakeHostRoom(size_t chunks, const Allocation* keep) {
@@ -713,7 +838,7 @@ absl::Status Manager::MakeHostRoom(size_t chunks, const Allocation* keep) {
       return s;
     }
   }
-  if (absl::Status s = SubmitPlan(plan, nullptr); !s.ok()) return s;
+  if (absl::Status s = SubmitPlan(plan).status(); !s.ok()) return s;
   mu_.Unlock();
   mover_->WaitForAll();
   mu_.Lock();
@@ -749,7 +874,7 @@ absl::Status Manager::MakeMapped(CUdeviceptr base, size_t size, CUstream stream)
   }
   for (Chunk& chunk : allocation->chunks) Touch(chunk, stream);
   (void)size;
-  return SubmitPlan(plan, stream);
+  return SubmitPlan(plan).status();
 }
 
 void Manager::Drain() { mover_->WaitForAll(); }

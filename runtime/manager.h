@@ -28,11 +28,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -61,6 +63,9 @@ struct ManagerConfig {
   std::string nvme_directory;
   uint64_t nvme_limit_bytes = 0;
   unsigned nvme_queue_depth = 8;
+  // Learned policy: bytes fetched ahead of the launches that need them, at most (0: an
+  // eighth of the HBM limit).
+  uint64_t prefetch_ahead_bytes = 0;
   // Test-only: passed to the NVMe store (NvmeStoreConfig::completion_hook) to inject I/O
   // errors. Empty in production.
   std::function<int(const NvmeIoCompletion&, int result)> nvme_completion_hook;
@@ -167,8 +172,11 @@ class Manager {
 
   struct Plan;
   // Each adds the steps that move `chunk` to a tier (and whatever must move to make room).
-  absl::Status PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PlanToDevice: victims only among chunks the policy predicts used after launch
+  // `used_after` (>= 0); with `may_wait`, it waits for moves in flight when nothing else can
+  // make room (dropping mu_). On failure, nothing of `chunk` is in the plan.
+  absl::Status PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan, int64_t used_after = -1,
+                            bool may_wait = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PlanToHost(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PlanToNvme(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Claim(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -179,8 +187,14 @@ class Manager {
   // mu_ while waiting. Fails when the NVMe tier is off or nothing can go.
   absl::Status MakeHostRoom(size_t chunks, const Allocation* keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Submits a planned job; its chunks are marked moving until it commits.
-  absl::Status SubmitPlan(Plan& plan, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submits a planned job; its chunks are marked moving until it commits. Returns the job's
+  // sequence number (0: the plan was empty).
+  absl::StatusOr<uint64_t> SubmitPlan(Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a launch, with a learned schedule: fetches what the next launches will need, in
+  // order of need, while the policy finds victims used later and within the ahead window.
+  // The jobs do not gate the application's streams; the launches that need their chunks
+  // gate on them (Chunk::arriving).
+  void PrefetchAhead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Commit(MoveJob& job, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   void UndoPlan(Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits (without mu_) until no chunk of `allocation` in [first, last] is moving.
@@ -203,6 +217,15 @@ class Manager {
   absl::flat_hash_set<Allocation*> allocations_ ABSL_GUARDED_BY(mu_);
   ManagerStats stats_ ABSL_GUARDED_BY(mu_);
   absl::Status last_move_status_ ABSL_GUARDED_BY(mu_);  // of the latest move job
+  // PrefetchAhead's state: predicted launches before ahead_cursor_ are prefetched; the bytes
+  // fetched for launches not yet reached, per launch (in order) and in all; the schedule
+  // they belong to.
+  int64_t ahead_cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<int64_t, uint64_t>> ahead_ ABSL_GUARDED_BY(mu_);
+  uint64_t ahead_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t ahead_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // Prefetch jobs submitted and not known complete: (sequence number, bytes).
+  std::deque<std::pair<uint64_t, uint64_t>> prefetch_jobs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace spillway

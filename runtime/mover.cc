@@ -35,6 +35,10 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
   SPW_CHECK_CU(cu.cuMemHostAlloc(&gate, sizeof(uint32_t),
                                  CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP));
   mover->gate_ = static_cast<volatile uint32_t*>(gate);
+  for (Slot& slot : mover->slots_) {
+    SPW_CHECK_CU(cu.cuEventCreate(&slot.out_done, CU_EVENT_DISABLE_TIMING));
+    SPW_CHECK_CU(cu.cuEventCreate(&slot.in_done, CU_EVENT_DISABLE_TIMING));
+  }
   *mover->gate_ = 0;
   if (nvme != nullptr) {
     if (absl::Status s = mover->CreateStaging(numa_node); !s.ok()) return s;
@@ -93,6 +97,11 @@ Mover::~Mover() {
   if (h2d_ != nullptr) cu.cuStreamDestroy(h2d_);
   if (d2h_ != nullptr) cu.cuStreamDestroy(d2h_);
   for (CUevent event : staging_free_) cu.cuEventDestroy(event);
+  for (Slot& slot : slots_) {
+    for (CUevent event : slot.evicted) cu.cuEventDestroy(event);
+    if (slot.out_done != nullptr) cu.cuEventDestroy(slot.out_done);
+    if (slot.in_done != nullptr) cu.cuEventDestroy(slot.in_done);
+  }
   for (void* p : staging_) cu.cuMemHostUnregister(p);
   for (void* raw : staging_mappings_) munmap(raw, chunk_bytes_ + (size_t{2} << 20));
   // The gate is not freed: application streams may still have waits on it queued (all
@@ -159,6 +168,14 @@ absl::Status Mover::OrderLaterJobsAfter(CUstream stream) {
   return absl::OkStatus();
 }
 
+absl::Status Mover::GateStream(CUstream stream, uint64_t sequence) {
+  if (completed() >= sequence) return absl::OkStatus();
+  SPW_CHECK_CU(Driver().cuStreamWaitValue32(stream, reinterpret_cast<CUdeviceptr>(gate_),
+                                            static_cast<cuuint32_t>(sequence),
+                                            CU_STREAM_WAIT_VALUE_GEQ));
+  return absl::OkStatus();
+}
+
 void Mover::WaitFor(uint64_t sequence) {
   struct Target {
     const Mover* mover;
@@ -170,6 +187,21 @@ void Mover::WaitFor(uint64_t sequence) {
         return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence;
       },
       &target));
+}
+
+bool Mover::WaitFor(uint64_t sequence, absl::Duration timeout) {
+  struct Target {
+    const Mover* mover;
+    uint64_t sequence;
+  } target{this, sequence};
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](Target* t) {
+            return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence;
+          },
+          &target),
+      timeout);
 }
 
 bool Mover::WaitForAll(absl::Duration timeout) {
@@ -204,27 +236,51 @@ void Mover::WaitForAll() {
 
 void Mover::Run() {
   Driver().cuCtxSetCurrent(context_);
+  // Two jobs at a time: the next job's copies are queued before the current one's wait,
+  // remap and commit, so the link does not idle through them. A later job never depends
+  // on an earlier one's remap: chunks belong to one job at a time, and what a job's commit
+  // gives back to the pools was not there to plan with when the later job was planned.
+  std::unique_ptr<MoveJob> in_flight;
+  absl::Status in_flight_status;
   for (;;) {
     std::unique_ptr<MoveJob> job;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Mover* m)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) { return !m->queue_.empty() || m->stopping_; },
-          this));
-      if (queue_.empty()) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      if (in_flight == nullptr) {
+        mu_.Await(absl::Condition(
+            +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                 m->mu_) { return !m->queue_.empty() || m->stopping_; },
+            this));
+        if (queue_.empty()) return;
+      }
+      if (!queue_.empty()) {
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
     }
-    absl::Status status = job->abandoned.ok() ? Execute(*job) : job->abandoned;
-    job->done_ns = NowNs();
-    if (job->commit) job->commit(*job, status);
-    for (CUevent event : job->after) Driver().cuEventDestroy(event);
-    // Open the gate: streams held for this job (and earlier ones) go on.
-    __atomic_store_n(gate_, static_cast<uint32_t>(job->sequence), __ATOMIC_RELEASE);
-    absl::MutexLock lock(&mu_);
-    completed_.store(job->sequence, std::memory_order_release);
+    absl::Status started;
+    if (job != nullptr) {
+      job->start_ns = NowNs();
+      started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
+    }
+    if (in_flight != nullptr) Finish(std::move(in_flight), in_flight_status);
+    in_flight = std::move(job);
+    in_flight_status = started;
   }
+}
+
+void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {
+  absl::Status status = job->abandoned.ok() ? FinishCopies(*job, started) : job->abandoned;
+  job->done_ns = NowNs();
+  SPW_LOG(kTrace, "move {}: {} steps, {} bytes in, {} out; queued {} us, ran {} us", job->sequence,
+          job->steps.size(), job->bytes_h2d, job->bytes_d2h,
+          (job->start_ns - job->submit_ns) / 1000, (job->done_ns - job->start_ns) / 1000);
+  if (job->commit) job->commit(*job, status);
+  for (CUevent event : job->after) Driver().cuEventDestroy(event);
+  // Open the gate: streams held for this job (and earlier ones) go on.
+  __atomic_store_n(gate_, static_cast<uint32_t>(job->sequence), __ATOMIC_RELEASE);
+  absl::MutexLock lock(&mu_);
+  completed_.store(job->sequence, std::memory_order_release);
 }
 
 absl::Status Mover::Map(CUdeviceptr address, CUmemGenericAllocationHandle handle) {
@@ -242,11 +298,20 @@ absl::Status Mover::CopyOut(MoveJob& job) {
   const DriverApi& cu = Driver();
   std::vector<NvmeStore::Ticket> writes(staging_.size());
   size_t next = 0;
-  for (const MoveStep& step : job.steps) {
+  size_t evictions = 0;
+  for (MoveStep& step : job.steps) {
     const Chunk& chunk = *step.chunk;
     if (!step.copy || chunk.tier == Tier::kNvme) continue;
     if (step.kind == MoveStep::Kind::kToHost && chunk.tier == Tier::kDevice) {
       SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.device.home, chunk_bytes_, d2h_));
+      std::vector<CUevent>& evicted = slots_[job.sequence % kSlots].evicted;
+      if (evictions == evicted.size()) {
+        CUevent event = nullptr;
+        SPW_CHECK_CU(cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING));
+        evicted.push_back(event);
+      }
+      step.copied_out = evicted[evictions++];
+      SPW_CHECK_CU(cu.cuEventRecord(step.copied_out, d2h_));
       job.bytes_d2h += chunk_bytes_;
     } else if (step.kind == MoveStep::Kind::kToNvme) {
       // Through a staging buffer: the bytes must be in plain host memory for io_uring.
@@ -283,6 +348,10 @@ absl::Status Mover::CopyIn(MoveJob& job) {
     if (chunk.tier == Tier::kNvme) {
       reads.push_back(&step);
     } else if (step.kind == MoveStep::Kind::kToDevice) {
+      // Into the HBM chunk an eviction of this job gives up: once that copy is out.
+      if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
+        SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
+      }
       SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
       job.bytes_h2d += chunk_bytes_;
     }
@@ -315,6 +384,9 @@ absl::Status Mover::CopyIn(MoveJob& job) {
     if (!status.ok()) break;
     job.bytes_nvme_read += chunk_bytes_;
     const MoveStep& step = *reads[i];
+    if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
+      SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
+    }
     SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, reinterpret_cast<CUdeviceptr>(staging_[b]),
                                   chunk_bytes_, h2d_));
     SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], h2d_));
@@ -328,18 +400,40 @@ absl::Status Mover::CopyIn(MoveJob& job) {
   return status;
 }
 
-absl::Status Mover::Execute(MoveJob& job) {
+absl::Status Mover::StartCopies(MoveJob& job) {
   const DriverApi& cu = Driver();
   for (CUevent event : job.after) {
     SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, event, 0));
     SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, event, 0));
   }
-  // Out of HBM first: the chunks it frees may be what fetches of this job copy into.
+  // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
+  // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;
-  // Also the point after which no application stream can be using any chunk of the job.
-  SPW_CHECK_CU(cu.cuStreamSynchronize(d2h_));
   if (absl::Status s = CopyIn(job); !s.ok()) return s;
-  SPW_CHECK_CU(cu.cuStreamSynchronize(h2d_));
+  const Slot& slot = slots_[job.sequence % kSlots];
+  SPW_CHECK_CU(cu.cuEventRecord(slot.out_done, d2h_));
+  SPW_CHECK_CU(cu.cuEventRecord(slot.in_done, h2d_));
+  return absl::OkStatus();
+}
+
+absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
+  const DriverApi& cu = Driver();
+  // Both copy streams also waited for the application's work (job.after): once the job's
+  // copies are done, no application stream can be using any of its chunks.
+  CUresult out = CUDA_SUCCESS, in = CUDA_SUCCESS;
+  if (started.ok()) {
+    const Slot& slot = slots_[job.sequence % kSlots];
+    out = cu.cuEventSynchronize(slot.out_done);
+    in = cu.cuEventSynchronize(slot.in_done);
+  } else {
+    // Copies may be queued up to where it failed: let them end before anything is reused.
+    out = cu.cuStreamSynchronize(d2h_);
+    in = cu.cuStreamSynchronize(h2d_);
+  }
+  for (MoveStep& step : job.steps) step.copied_out = nullptr;
+  if (!started.ok()) return started;
+  if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
+  if (in != CUDA_SUCCESS) return CudaError(in, "copying into HBM");
   // Re-point ranges. Every copy is done and every stream that may touch these chunks
   // waits at the gate, so the short unmapped window is never observed.
   for (MoveStep& step : job.steps) {

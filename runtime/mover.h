@@ -65,6 +65,7 @@ struct MoveStep {
   int donor = -1;        // kToDevice: index of the step that gives up `target`
   FetchReasonTag reason = FetchReasonTag::kPrefetch;
   bool remapped = false;  // set by the mover once the range points at its new backing
+  CUevent copied_out = nullptr;  // mover only: its copy out of HBM is done (Mover::evicted_)
 };
 
 struct MoveJob {
@@ -87,6 +88,7 @@ struct MoveJob {
   uint64_t bytes_nvme_read = 0;
   uint64_t bytes_nvme_written = 0;
   int64_t submit_ns = 0;
+  int64_t start_ns = 0;
   int64_t done_ns = 0;
 };
 
@@ -105,8 +107,13 @@ class Mover {
   // for what it has queued so far, as if each named it (which, once it is destroyed, none
   // may: its handle is gone).
   absl::Status OrderLaterJobsAfter(CUstream stream);
+  // Later work on `stream` waits for job `sequence` (and all before it): for work that
+  // uses chunks a job that did not gate it (gate_streams false) is still moving.
+  absl::Status GateStream(CUstream stream, uint64_t sequence);
   // Blocks until job `sequence` (and all before it) completed.
   void WaitFor(uint64_t sequence);
+  // The same for at most `timeout`; false if it has not completed then.
+  bool WaitFor(uint64_t sequence, absl::Duration timeout);
   // Blocks until every job submitted before the call completed.
   void WaitForAll();
   // The same for at most `timeout`; false if jobs are still pending then.
@@ -123,7 +130,12 @@ class Mover {
       : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}
   absl::Status CreateStaging(int numa_node);
   void Run();
-  absl::Status Execute(MoveJob& job);
+  // A job's copies, queued on the copy streams (after the application work it waits for).
+  absl::Status StartCopies(MoveJob& job);
+  // Waits for them, then re-points the ranges; `started` is what StartCopies returned.
+  absl::Status FinishCopies(MoveJob& job, const absl::Status& started);
+  // FinishCopies, the commit, and the gate.
+  void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
   absl::Status CopyOut(MoveJob& job);
   absl::Status CopyIn(MoveJob& job);
   absl::Status Map(CUdeviceptr address, CUmemGenericAllocationHandle handle);
@@ -140,6 +152,18 @@ class Mover {
   std::vector<void*> staging_;
   std::vector<void*> staging_mappings_;  // what munmap takes (staging_ is aligned inside)
   std::vector<CUevent> staging_free_;
+  // Events of a job in flight (two are: Run), by sequence number modulo kSlots. Mover
+  // thread only.
+  static constexpr int kSlots = 2;
+  struct Slot {
+    CUevent out_done = nullptr;  // recorded after the job's copies, on each copy stream
+    CUevent in_done = nullptr;
+    // Per eviction of the job: recorded on the D2H stream after its copy, so that the fetch
+    // into the HBM chunk it gives up starts as soon as that copy is done, while the next
+    // eviction's copy runs (both links busy at once). Grown as jobs need.
+    std::vector<CUevent> evicted;
+  };
+  Slot slots_[kSlots];
   std::atomic<uint64_t> completed_{0};
 
   absl::Mutex mu_;

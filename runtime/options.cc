@@ -41,7 +41,7 @@ constexpr NamedValue kLogLevelNames[] = {
 
 constexpr NamedValue kPolicyNames[] = {
     {"lru", static_cast<int>(PolicyKind::kLru), {}},
-    {"learned", -1, "the learned policy is not available yet"},
+    {"learned", static_cast<int>(PolicyKind::kLearned), {}},
 };
 
 // Reasons given back by the parsers; an empty reason means "not of this form at all", where

@@ -77,7 +77,7 @@ class SizeSpec {
   bool percent_ = false;
 };
 
-enum class PolicyKind { kLru };
+enum class PolicyKind { kLru, kLearned };
 
 // The kinds of value an option takes. A kind fixes the C++ type of its field in Options, how
 // its text is read, what an error says is accepted and how the docs show it (options.cc).
@@ -140,8 +140,13 @@ struct Policy {
     "Allocations smaller than this stay plain device memory, outside the tiers; 0 manages "       \
     "every allocation.")                                                                          \
   X(kPolicy, policy, "SPILLWAY_POLICY", Policy, PolicyKind::kLru, "", kNone,                      \
-    "Eviction policy. `lru` evicts the least recently used chunk. `learned` (Belady's rule on "   \
-    "the launch order the prefetcher learns) is reserved for a later release.")                   \
+    "Eviction and prefetch policy. `lru` evicts the least recently used chunk and fetches on "    \
+    "demand. `learned` learns the repeating launch sequence (a decode step), evicts by "          \
+    "Belady's rule on it and fetches ahead of need (docs/runtime.md, \"The learned policy\").")   \
+  X(kPrefetchAhead, prefetch_ahead, "SPILLWAY_PREFETCH_AHEAD", SizeOrZero, 0, "bytes", kNone,     \
+    "With the learned policy: bytes fetched ahead of the launches that need them, and in moves "  \
+    "not yet done, at most; 0: an eighth of SPILLWAY_HBM_LIMIT. More overlaps more of the "       \
+    "link with compute, but constrains eviction (more bytes move): docs/tuning.md.")              \
   X(kVirtualCapacity, virtual_capacity, "SPILLWAY_VIRTUAL_CAPACITY", Bool, false, "", kNone,      \
     "1: report SPILLWAY_HBM_LIMIT plus the host tier as the device's memory, so that programs "   \
     "that size themselves from free memory plan for the tiers.")                                  \

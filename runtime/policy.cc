@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "runtime/learned_policy.h"
+
 namespace spillway {
 
 LruPolicy::Key LruPolicy::KeyOf(const Chunk* chunk) const {
@@ -31,7 +33,8 @@ void LruPolicy::OnLeave(Chunk* chunk) {
 void LruPolicy::OnTouch(Chunk* chunk) { chunk->last_use = ++clock_; }
 
 std::vector<Chunk*> LruPolicy::PickVictims(size_t count,
-                                           const std::function<bool(const Chunk*)>& eligible) {
+                                           const std::function<bool(const Chunk*)>& eligible,
+                                           int64_t /*used_after: LRU predicts nothing*/) {
   std::vector<Chunk*> victims;
   for (;;) {
     // Entries whose chunk was touched (or advised) since it was filed are stale: skipped
@@ -59,6 +62,7 @@ std::vector<Chunk*> LruPolicy::PickVictims(size_t count,
 
 std::unique_ptr<Policy> MakePolicy(const char* name) {
   if (name == nullptr || std::strcmp(name, "lru") == 0) return std::make_unique<LruPolicy>();
+  if (std::strcmp(name, "learned") == 0) return std::make_unique<LearnedPolicy>();
   return nullptr;
 }
 

@@ -7,6 +7,12 @@
 // LruPolicy is the baseline: least recently touched leaves first, chunks advised COLD
 // before all others. It is the worst policy for inference's cyclic scans and is kept as
 // the reference the learned policy must beat (architecture.md, "Performance model").
+// LearnedPolicy (learned_policy.h) learns the launch schedule, evicts by Belady's rule on
+// its prediction and tells the manager what to prefetch.
+//
+// Launch indices: the manager tells the policy of every launch (or copy) that names
+// managed memory, in order (OnLaunch); a policy that predicts numbers them 1, 2, ... and
+// speaks of future uses in those numbers.
 //
 // Thread safety: none; the manager calls a policy under its own mutex.
 #ifndef SPILLWAY_RUNTIME_POLICY_H_
@@ -15,7 +21,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -27,18 +35,41 @@ namespace spillway {
 
 class Policy {
  public:
+  // "No use predicted" (a launch index no launch reaches).
+  static constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
   virtual ~Policy() = default;
   virtual const char* name() const = 0;
+  // A managed allocation was made / is being freed (after its chunks' OnLeave).
+  virtual void OnAllocate(Allocation*) {}
+  virtual void OnFree(Allocation*) {}
   // `chunk` became device-resident / stopped being device-resident.
   virtual void OnResident(Chunk* chunk) = 0;
   virtual void OnLeave(Chunk* chunk) = 0;
+  // A launch (or copy) on `stream` names `allocations` (live, each once), before any of
+  // their chunks is touched for it.
+  virtual void OnLaunch(CUstream /*stream*/, std::span<Allocation* const> /*allocations*/) {}
+  // The application uses every chunk of `allocation` (a launch or a prefetch names it);
+  // followed by OnTouch for each chunk.
+  virtual void OnUse(Allocation* /*allocation*/) {}
   // The application used `chunk` (a prefetch, or a launch that touches it).
   virtual void OnTouch(Chunk* chunk) = 0;
   // Up to `count` device-resident chunks for which `eligible` holds, best victim first.
+  // With `used_after` >= 0, only chunks whose next use the policy predicts after launch
+  // `used_after` (a prefetch for that launch must not evict what comes sooner); a policy
+  // that predicts nothing ignores it.
   virtual std::vector<Chunk*> PickVictims(size_t count,
-                                          const std::function<bool(const Chunk*)>& eligible) = 0;
-  // Chunks worth fetching ahead of need, most urgent first. LRU predicts nothing.
-  virtual std::vector<Chunk*> SuggestPrefetches() { return {}; }
+                                          const std::function<bool(const Chunk*)>& eligible,
+                                          int64_t used_after = -1) = 0;
+
+  // The learned schedule, for the manager's prefetcher. period() == 0: nothing learned
+  // (LRU's case, always). Otherwise the launches current_launch() + 1 ...
+  // current_launch() + period() are predicted: Predicted(m, out) appends the allocations
+  // launch m will name. schedule_epoch() changes whenever the prediction is replaced.
+  virtual int64_t period() const { return 0; }
+  virtual int64_t current_launch() const { return 0; }
+  virtual uint64_t schedule_epoch() const { return 0; }
+  virtual void Predicted(int64_t /*m*/, std::vector<Allocation*>* /*out*/) const {}
 };
 
 // Touches are O(1): a touch only stamps the chunk (`last_use`); the ordered set keeps the
@@ -50,8 +81,8 @@ class LruPolicy final : public Policy {
   void OnResident(Chunk* chunk) override;
   void OnLeave(Chunk* chunk) override;
   void OnTouch(Chunk* chunk) override;
-  std::vector<Chunk*> PickVictims(size_t count,
-                                  const std::function<bool(const Chunk*)>& eligible) override;
+  std::vector<Chunk*> PickVictims(size_t count, const std::function<bool(const Chunk*)>& eligible,
+                                  int64_t used_after = -1) override;
 
  private:
   // (cold first, then oldest touch): the set's order is the eviction order.
@@ -63,6 +94,7 @@ class LruPolicy final : public Policy {
   absl::flat_hash_map<Chunk*, Key> keys_;
 };
 
+// "lru" or "learned"; null for any other name.
 std::unique_ptr<Policy> MakePolicy(const char* name);
 
 }  // namespace spillway

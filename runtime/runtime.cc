@@ -159,6 +159,7 @@ absl::StatusOr<Manager*> Runtime::ManagerFor(int device) {
     config.hbm_limit_bytes = options_.hbm_limit.Resolve(device_total);
     config.host_limit_bytes = options_.host_limit.Resolve(HostPhysicalBytes());
     config.policy = std::string(PolicyName(options_.policy));
+    config.prefetch_ahead_bytes = options_.prefetch_ahead;
     if (!options_.nvme_path.empty()) {
       config.nvme_directory = options_.nvme_path;
       config.nvme_limit_bytes = options_.nvme_limit.Resolve(FreeBytes(options_.nvme_path));

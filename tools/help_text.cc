@@ -103,7 +103,12 @@ OPTIONS
         Allocations smaller than SIZE stay plain device memory; 0 manages
         every allocation (SPILLWAY_MIN_BYTES, default 1MiB).
     --policy NAME
-        The eviction policy: lru (SPILLWAY_POLICY, default lru).
+        The eviction and prefetch policy: lru, or learned (Belady's rule on
+        the learned launch sequence, fetching ahead of need)
+        (SPILLWAY_POLICY, default lru).
+    --prefetch-ahead SIZE
+        With --policy learned: bytes fetched ahead of need, at most; 0 is an
+        eighth of the HBM limit (SPILLWAY_PREFETCH_AHEAD, default 0).
     --virtual-capacity
         Report the HBM limit plus the host tier as the device's memory, for
         programs that size themselves from free memory

@@ -19,7 +19,7 @@ namespace {
 constexpr std::string_view kLibraryName = "libspillway.so";
 
 // In the order of SPILLWAY_OPTIONS; run_command_test checks that every option has its flag.
-constexpr std::array<RunFlag, 13> kRunFlags = {{
+constexpr std::array<RunFlag, 14> kRunFlags = {{
     {"--hbm-limit", "SPILLWAY_HBM_LIMIT", "SIZE|N%", false},
     {"--host-limit", "SPILLWAY_HOST_LIMIT", "SIZE|N%", false},
     {"--nvme", "SPILLWAY_NVME_PATH", "DIR", true},
@@ -28,6 +28,7 @@ constexpr std::array<RunFlag, 13> kRunFlags = {{
     {"--chunk", "SPILLWAY_CHUNK", "SIZE", false},
     {"--min-bytes", "SPILLWAY_MIN_BYTES", "SIZE", false},
     {"--policy", "SPILLWAY_POLICY", "NAME", false},
+    {"--prefetch-ahead", "SPILLWAY_PREFETCH_AHEAD", "SIZE", false},
     {"--virtual-capacity", "SPILLWAY_VIRTUAL_CAPACITY", "", false},
     {"--log", "SPILLWAY_LOG", "LEVEL", false},
     {"--log-file", "SPILLWAY_LOG_FILE", "FILE", true},

@@ -425,8 +425,10 @@ TEST(RunOptionsTest, BadValueNamesFlagAndVariable) {
   EXPECT_THAT(ErrorOf(status), HasSubstr("--chunk: SPILLWAY_CHUNK=\"50%\": a percentage is not "
                                          "accepted here"));
   EXPECT_THAT(ErrorOf(status), HasSubstr("\n--log: SPILLWAY_LOG=\"loud\": expected one of off,"));
-  status = Validate({"--policy", "learned"});
-  EXPECT_THAT(ErrorOf(status), HasSubstr("the learned policy is not available yet"));
+  status = Validate({"--policy", "belady"});
+  EXPECT_THAT(ErrorOf(status),
+              HasSubstr("--policy: SPILLWAY_POLICY=\"belady\": expected one of lru, learned"));
+  EXPECT_TRUE(Validate({"--policy", "learned"}).ok());
 }
 
 TEST(RunOptionsTest, EnvironmentIsCheckedAndOverridden) {

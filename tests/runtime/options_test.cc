@@ -215,9 +215,7 @@ TEST(OptionsTest, EachKindOfBadValue) {
       {"SPILLWAY_CHUNK", "50%", "a percentage is not accepted here; expected a size"},
       {"SPILLWAY_CHUNK", "99999999T", "too large; expected a size"},
       {"SPILLWAY_MIN_BYTES", "-1", "expected a size such as 1M, 64KiB or 0"},
-      {"SPILLWAY_POLICY", "learned",
-       "the learned policy is not available yet; expected one of lru"},
-      {"SPILLWAY_POLICY", "fifo", "expected one of lru"},
+      {"SPILLWAY_POLICY", "fifo", "expected one of lru, learned"},
       {"SPILLWAY_LOG", "verbose", "expected one of off, error, warn, info, debug, trace"},
       {"SPILLWAY_VIRTUAL_CAPACITY", "2", "expected 0 or 1"},
       {"SPILLWAY_VIRTUAL_CAPACITY", "maybe", "expected 0 or 1"},
@@ -295,6 +293,9 @@ TEST(OptionsTest, LevelsAndBooleansInAnyCase) {
     EXPECT_FALSE(options.virtual_capacity) << no;
   }
   EXPECT_EQ(PolicyName(PolicyKind::kLru), "lru");
+  EXPECT_EQ(PolicyName(PolicyKind::kLearned), "learned");
+  ASSERT_TRUE(SetOption("SPILLWAY_POLICY", "Learned", &options).ok());
+  EXPECT_EQ(options.policy, PolicyKind::kLearned);
 }
 
 TEST(OptionsTest, SetOption) {
