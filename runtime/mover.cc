@@ -237,7 +237,10 @@ void Mover::WaitForAll() {
 void Mover::Run() {
   Driver().cuCtxSetCurrent(context_);
   // Two jobs at a time: the next job's copies are queued before the current one's wait,
-  // remap and commit, so the link does not idle through them. A later job never depends
+  // remap and commit, so the link does not idle through them. Queuing them must never
+  // block on the host (their streams may wait behind the application's work, which may
+  // wait at the gate of the job in flight): a job with NVMe steps, which does, waits its
+  // turn. A later job never depends
   // on an earlier one's remap: chunks belong to one job at a time, and what a job's commit
   // gives back to the pools was not there to plan with when the later job was planned.
   std::unique_ptr<MoveJob> in_flight;
@@ -259,6 +262,12 @@ void Mover::Run() {
       }
     }
     absl::Status started;
+    if (job != nullptr && in_flight != nullptr && UsesNvme(*job)) {
+      // Its NVMe copies go through staging buffers and wait on the host for copies queued
+      // behind the application's work, which may wait at the gate of the job in flight:
+      // that one must be finished first.
+      Finish(std::move(in_flight), in_flight_status);
+    }
     if (job != nullptr) {
       job->start_ns = NowNs();
       started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
@@ -267,6 +276,13 @@ void Mover::Run() {
     in_flight = std::move(job);
     in_flight_status = started;
   }
+}
+
+bool Mover::UsesNvme(const MoveJob& job) {
+  for (const MoveStep& step : job.steps) {
+    if (step.kind == MoveStep::Kind::kToNvme || step.chunk->tier == Tier::kNvme) return true;
+  }
+  return false;
 }
 
 void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {

@@ -134,6 +134,8 @@ class Mover {
   absl::Status StartCopies(MoveJob& job);
   // Waits for them, then re-points the ranges; `started` is what StartCopies returned.
   absl::Status FinishCopies(MoveJob& job, const absl::Status& started);
+  // Whether the job reads or writes NVMe (its copies block on the host).
+  static bool UsesNvme(const MoveJob& job);
   // FinishCopies, the commit, and the gate.
   void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
   absl::Status CopyOut(MoveJob& job);
