@@ -611,7 +611,10 @@ absl::StatusOr<size_t> Manager::PrepareLaunch(std::span<const uintptr_t> words, 
   const uint64_t found_at = FindHits(words, &hits);
   if (hits.empty()) return size_t{0};
   absl::Status s = PrepareLaunch(hits, stream, found_at);
-  EndLaunch(hits, found_at);  // the caller queues its work after: it keeps no pin
+  // The caller queues its work after: it keeps no pin. Nothing is prefetched behind it
+  // (EndLaunch): its work is not queued yet, so nothing could be ordered after it.
+  absl::MutexLock lock(&mu_);
+  Unpin(hits, found_at);
   if (!s.ok()) return s;
   return hits.size();
 }
@@ -717,13 +720,18 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
 
 void Manager::EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_t found_at) {
   absl::MutexLock lock(&mu_);
+  Unpin(allocations, found_at);
+  // The launch is queued now: what follows it can be brought in behind it (a move that
+  // evicts what it used waits for it).
+  if (policy_->period() > 0) PrefetchAhead();
+}
+
+void Manager::Unpin(std::span<const AllocationMap::Hit> allocations, uint64_t found_at) {
   const bool all_live = found_at == map_.erasures();
   for (const AllocationMap::Hit& hit : allocations) {
     if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
     if (hit.allocation->launch_pins > 0) --hit.allocation->launch_pins;
   }
-  // The launch is queued now: what follows it can be brought in behind it.
-  if (policy_->period() > 0) PrefetchAhead();
 }
 
 void Manager::PrefetchAhead() {
@@ -734,16 +742,30 @@ void Manager::PrefetchAhead() {
     ahead_.clear();
     ahead_bytes_ = 0;
     ahead_cursor_ = 0;
+    // The widest launch of the new schedule: the window must hold two of them (one
+    // arriving while the one before computes) or launches wait for their own fetches.
+    widest_launch_bytes_ = 0;
+    std::vector<Allocation*> named;
+    for (int64_t m = now + 1; m <= now + period; ++m) {
+      named.clear();
+      policy_->Predicted(m, &named);
+      uint64_t bytes = 0;
+      for (const Allocation* allocation : named) bytes += allocation->reserved;
+      widest_launch_bytes_ = std::max(widest_launch_bytes_, bytes);
+    }
   }
   while (!ahead_.empty() && ahead_.front().first <= now) {
     ahead_bytes_ -= ahead_.front().second;
     ahead_.pop_front();
   }
   const uint64_t chunk_bytes = config_.chunk_bytes;
-  const uint64_t window = std::max<uint64_t>(config_.prefetch_ahead_bytes != 0
-                                                 ? config_.prefetch_ahead_bytes
-                                                 : config_.hbm_limit_bytes / 8,
-                                             2 * chunk_bytes);
+  // Bytes fetched ahead of need (and in moves not yet done), at most.
+  uint64_t window = config_.prefetch_ahead_bytes;
+  if (window == 0) {
+    window = std::min(std::max(config_.hbm_limit_bytes / 8, 2 * widest_launch_bytes_),
+                      config_.hbm_limit_bytes / 2);
+  }
+  window = std::max<uint64_t>(window, 2 * chunk_bytes);
   // Launches' fetches go out together up to this size: each move has a fixed cost (a wait,
   // a remap per chunk, a commit) that small ones would pay per few chunks.
   const uint64_t job_bytes = std::max<uint64_t>(chunk_bytes, window / 4);

@@ -120,7 +120,9 @@ class Manager {
   // or, when it cannot fit, at least into mapped memory (a guarded chunk on NVMe comes
   // back to host memory), where the kernel reaches it over the link. Its chunks are then
   // in use by `stream`: later moves wait for the launch. Returns how many words were
-  // managed pointers.
+  // managed pointers. Pins nothing: a move another thread plans before the caller's work is
+  // queued does not wait for that work (single-threaded callers only: tests, MarkEscaped;
+  // the launch hook uses the form below).
   absl::StatusOr<size_t> PrepareLaunch(std::span<const uintptr_t> words, CUstream stream);
   // The same for allocations already found (FindHits): the launch hook's form, one lookup.
   // It pins the allocations (chunk.h, launch_pins) until EndLaunch, which the caller must
@@ -195,6 +197,9 @@ class Manager {
   // The jobs do not gate the application's streams; the launches that need their chunks
   // gate on them (Chunk::arriving).
   void PrefetchAhead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the launch pins PrepareLaunch took.
+  void Unpin(std::span<const AllocationMap::Hit> allocations, uint64_t found_at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Commit(MoveJob& job, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   void UndoPlan(Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits (without mu_) until no chunk of `allocation` in [first, last] is moving.
@@ -224,6 +229,7 @@ class Manager {
   std::deque<std::pair<int64_t, uint64_t>> ahead_ ABSL_GUARDED_BY(mu_);
   uint64_t ahead_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t ahead_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t widest_launch_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of the learned schedule
   // Prefetch jobs submitted and not known complete: (sequence number, bytes).
   std::deque<std::pair<uint64_t, uint64_t>> prefetch_jobs_ ABSL_GUARDED_BY(mu_);
 };

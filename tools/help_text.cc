@@ -107,8 +107,9 @@ OPTIONS
         the learned launch sequence, fetching ahead of need)
         (SPILLWAY_POLICY, default lru).
     --prefetch-ahead SIZE
-        With --policy learned: bytes fetched ahead of need, at most; 0 is an
-        eighth of the HBM limit (SPILLWAY_PREFETCH_AHEAD, default 0).
+        With --policy learned: bytes fetched ahead of need, at most; 0 picks
+        twice the widest launch, within an eighth and a half of the HBM limit
+        (SPILLWAY_PREFETCH_AHEAD, default 0).
     --virtual-capacity
         Report the HBM limit plus the host tier as the device's memory, for
         programs that size themselves from free memory

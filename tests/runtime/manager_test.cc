@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -574,6 +575,114 @@ TEST_F(ManagerNvmeTest, LaunchOfNvmeDataMakesRoomInAFullHostTier) {
   ASSERT_NO_FATAL_FAILURE(CheckFill(*big, 20 * kMiB, 4 * kMiB, 90));
   EXPECT_EQ(Mismatches(), 0u);
   EXPECT_GT(manager_->Stats().nvme_write_bytes, 20 * kMiB) << "the filler did not move";
+}
+
+// The learned policy on a decode-like loop: the same launches, in the same order, every
+// step, over twice as much data as HBM holds.
+class ManagerLearnedTest : public ManagerTest {
+ protected:
+  static constexpr int kAllocations = 8;
+  static constexpr size_t kBytes = 8 * kMiB;  // 64 MiB in all, HBM 32 MiB
+  void SetUp() override {
+    StartDevice();
+    ManagerConfig config;
+    config.chunk_bytes = kChunk;
+    config.hbm_limit_bytes = 32 * kMiB;
+    config.host_limit_bytes = 512 * kMiB;
+    config.policy = "learned";
+    Start(config);
+    ASSERT_CU(cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING));
+    for (int i = 0; i < kAllocations; ++i) {
+      auto p = manager_->Allocate(kBytes, stream_);
+      ASSERT_TRUE(p.ok()) << p.status();
+      buffers_.push_back(*p);
+      const uintptr_t words[] = {*p};
+      ASSERT_TRUE(manager_->PrepareLaunch(words, stream_).ok());
+      ASSERT_CU(kernels_.Fill(*p, kBytes / 4, 100 + i, stream_));
+    }
+    ASSERT_CU(cuStreamSynchronize(stream_));
+  }
+  void TearDown() override {
+    manager_.reset();
+    cuStreamDestroy(stream_);
+    ManagerTest::TearDown();
+  }
+  // One step: a launch per allocation, in order, as the interposer makes it (pinned from
+  // PrepareLaunch until EndLaunch, after the launch is queued). Even steps add 1 to every
+  // word, odd ones take it away: data written back on eviction must survive.
+  void Step(int step) {
+    const uint32_t delta = step % 2 == 0 ? 1u : ~0u;
+    for (CUdeviceptr p : buffers_) {
+      const uintptr_t words[] = {p};
+      std::vector<AllocationMap::Hit> hits;
+      const uint64_t found_at = manager_->FindHits(words, &hits);
+      ASSERT_TRUE(manager_->PrepareLaunch(hits, stream_, found_at).ok());
+      ASSERT_CU(kernels_.Add(p, kBytes / 4, delta, stream_));
+      manager_->EndLaunch(hits, found_at);
+    }
+  }
+  CUstream stream_ = nullptr;
+  std::vector<CUdeviceptr> buffers_;
+};
+
+TEST_F(ManagerLearnedTest, CyclicScanIsFetchedAheadMovingAboutWhatBeladyMoves) {
+  EXPECT_STREQ(manager_->policy_name(), "learned");
+  for (int step = 0; step < 4; ++step) ASSERT_NO_FATAL_FAILURE(Step(step));
+  ASSERT_CU(cuStreamSynchronize(stream_));
+  const ManagerStats before = manager_->Stats();
+  constexpr int kSteps = 8;
+  for (int step = 4; step < 4 + kSteps; ++step) ASSERT_NO_FATAL_FAILURE(Step(step));
+  ASSERT_CU(cuStreamSynchronize(stream_));
+  manager_->Drain();
+  const ManagerStats after = manager_->Stats();
+  // Learned by now: the moves are prefetches. A cyclic scan of W bytes through H of HBM
+  // moves at least W - H a step (Belady); fetching a window of two launches ahead keeps
+  // that window out of what stays, about W - H + 2 x 8 MiB. LRU moves all W every step.
+  const uint64_t prefetched = after.fetches_prefetched - before.fetches_prefetched;
+  const uint64_t on_demand = after.fetches_on_demand - before.fetches_on_demand;
+  EXPECT_GT(prefetched, 4 * on_demand) << "prefetched " << prefetched << ", on demand "
+                                       << on_demand;
+  const uint64_t per_step = (after.h2d_bytes - before.h2d_bytes) / kSteps;
+  const uint64_t minimum = kAllocations * kBytes - 32 * kMiB;
+  EXPECT_GE(per_step, minimum);
+  EXPECT_LE(per_step, kAllocations * kBytes * 7 / 8) << "LRU moves " << kAllocations * kBytes;
+  EXPECT_LE(after.peak_device_bytes, 32 * kMiB);
+  // Twelve steps: every +1 was taken back.
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  for (int i = 0; i < kAllocations; ++i) {
+    const uintptr_t words[] = {buffers_[i]};
+    ASSERT_TRUE(manager_->PrepareLaunch(words, stream_).ok());
+    ASSERT_CU(kernels_.Check(buffers_[i], kBytes / 4, 100 + i, mismatches_, stream_));
+  }
+  ASSERT_CU(cuStreamSynchronize(stream_));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// A change of schedule (here, the order reverses, as when a prefill comes between decode
+// steps) is recognised: what was learned is dropped, the new order is learned, and no
+// launch ever runs on data that is not there.
+TEST_F(ManagerLearnedTest, AChangedScheduleIsRelearnedWithoutLosingData) {
+  for (int step = 0; step < 4; ++step) ASSERT_NO_FATAL_FAILURE(Step(step));
+  std::reverse(buffers_.begin(), buffers_.end());
+  for (int step = 4; step < 7; ++step) ASSERT_NO_FATAL_FAILURE(Step(step));
+  ASSERT_CU(cuStreamSynchronize(stream_));
+  const ManagerStats before = manager_->Stats();
+  for (int step = 7; step < 10; ++step) ASSERT_NO_FATAL_FAILURE(Step(step));
+  ASSERT_CU(cuStreamSynchronize(stream_));
+  manager_->Drain();
+  const ManagerStats after = manager_->Stats();
+  EXPECT_GT(after.fetches_prefetched - before.fetches_prefetched,
+            4 * (after.fetches_on_demand - before.fetches_on_demand))
+      << "the new order was not learned";
+  std::reverse(buffers_.begin(), buffers_.end());
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  for (int i = 0; i < kAllocations; ++i) {
+    const uintptr_t words[] = {buffers_[i]};
+    ASSERT_TRUE(manager_->PrepareLaunch(words, stream_).ok());
+    ASSERT_CU(kernels_.Check(buffers_[i], kBytes / 4, 100 + i, mismatches_, stream_));
+  }
+  ASSERT_CU(cuStreamSynchronize(stream_));
+  EXPECT_EQ(Mismatches(), 0u);
 }
 
 }  // namespace
