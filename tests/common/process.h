@@ -13,6 +13,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -32,6 +33,13 @@ inline std::string ReadWholeFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// The suites run once more with SPW_TEST_POLICY=learned in ctest's environment (the
+// "*.UnderLearnedPolicy" tests): every Spillway process then runs under that policy,
+// unless its test chose one.
+inline void ApplyPolicyUnderTest(std::map<std::string, std::string>* env) {
+  if (const char* policy = std::getenv("SPW_TEST_POLICY")) env->emplace("SPILLWAY_POLICY", policy);
 }
 
 inline ProcessResult RunProcess(std::vector<std::string> argv,

@@ -35,6 +35,7 @@ class E2eTest : public spw_test::ScratchDirTest {
     env.emplace("LD_LIBRARY_PATH", SPW_SIMCUDA_DIR);
     // A destroyed stream handle used again aborts, as it may crash a GPU's driver.
     env.emplace("SIMCUDA_STRICT_STREAMS", "1");
+    spw_test::ApplyPolicyUnderTest(&env);
     env.emplace("SIMCUDA_DEVICE_MEMORY", "64M");
     // Sanitizer builds: their runtime options reach the program too (see the Makefile).
     for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {

@@ -70,6 +70,7 @@ class TinyllmTest : public spw_test::ScratchDirTest {
     env.emplace("LD_LIBRARY_PATH", SPW_SIMCUDA_DIR);
     // A destroyed stream handle used again aborts, as it may crash a GPU's driver.
     env.emplace("SIMCUDA_STRICT_STREAMS", "1");
+    spw_test::ApplyPolicyUnderTest(&env);
     env.emplace("SIMCUDA_DEVICE_MEMORY", "1G");
     for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
       if (const char* value = std::getenv(name)) env.emplace(name, value);
@@ -133,6 +134,9 @@ TEST_P(Tiered, SameTokensAndChecksumAsUnconstrained) {
   EXPECT_EQ(tiered.tokens, reference.tokens);
   EXPECT_EQ(tiered.checksum, reference.checksum);
   EXPECT_THAT(tiered.stats, HasSubstr("\"allocated_bytes\"")) << "no statistics written";
+  if (const char* policy = std::getenv("SPW_TEST_POLICY")) {
+    EXPECT_THAT(tiered.stats, HasSubstr(std::string("\"policy\": \"") + policy + "\""));
+  }
   if (nvme && percent <= 50 && std::string(style) != "arena") {
     EXPECT_GT(JsonNumber(tiered.stats, "nvme_write_bytes"), 0u)
         << "the NVMe tier was not used: " << tiered.stats;
