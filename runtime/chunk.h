@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -40,6 +41,7 @@ enum Advice : uint32_t {
 };
 
 struct Allocation;
+struct BusyEvent;  // mover.h
 
 // Chunk::last_stream once that stream was destroyed (Manager::RetireStream): no stream to
 // order a move after or to gate. Not a handle the driver could hand out.
@@ -79,6 +81,11 @@ struct Allocation {
   // a move planned in that window would gate the launch's stream before the launch itself
   // is queued, and the launch would run after the move, on whatever the move left.
   int launch_pins = 0;
+  // Recorded on the stream of the last launch that named it, right after that launch: a
+  // prefetch's move orders itself after this alone rather than after everything queued on
+  // the stream (which may wait at the gate of an earlier prefetch). Null when its last use
+  // was anything else: moves then wait for all of last_stream's work.
+  std::shared_ptr<BusyEvent> busy;
   std::vector<Chunk> chunks;
   bool guarded() const { return advice & kAdviceGuarded; }
   bool clean_after_fetch() const { return advice & (kAdviceWeights | kAdviceReadMostly); }

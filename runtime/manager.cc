@@ -43,6 +43,9 @@ struct Manager::Plan {
   std::vector<Extent> taken_extents;
   std::vector<Chunk*> claimed;  // chunks marked moving by this plan
   bool gate_streams = true;     // see MoveJob::gate_streams
+  // A plan that gates no stream orders itself after the launches that last used its
+  // chunks, where known (Allocation::busy), instead of after all their streams' work.
+  absl::flat_hash_set<std::shared_ptr<BusyEvent>> busy;
 };
 
 absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& config) {
@@ -133,6 +136,7 @@ absl::Status Manager::MapChunk(CUdeviceptr address, const PhysicalChunk& physica
 
 void Manager::Touch(Chunk& chunk, CUstream stream) {
   chunk.last_stream = stream;
+  chunk.allocation->busy.reset();  // a use that no busy event follows (PrepareLaunch sets one)
   policy_->OnTouch(&chunk);
 }
 
@@ -296,6 +300,11 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
 void Manager::Claim(Chunk* chunk, Plan& plan) {
   chunk->moving = true;
   plan.claimed.push_back(chunk);
+  const std::shared_ptr<BusyEvent>& busy = chunk->allocation->busy;
+  if (!plan.gate_streams && busy != nullptr && busy->recorded) {
+    if (!busy->Done()) plan.busy.insert(busy);
+    return;
+  }
   if (chunk->last_stream != kNoStream) plan.streams.insert(chunk->last_stream);
 }
 
@@ -436,6 +445,7 @@ absl::StatusOr<uint64_t> Manager::SubmitPlan(Plan& plan) {
   job->steps = std::move(plan.steps);
   job->streams.assign(plan.streams.begin(), plan.streams.end());
   job->gate_streams = plan.gate_streams;
+  job->busy.assign(plan.busy.begin(), plan.busy.end());
   job->commit = [this](MoveJob& j, const absl::Status& status) { Commit(j, status); };
   // On failure the mover still runs the (abandoned) job's commit, which undoes the plan.
   return mover_->Submit(std::move(job));
@@ -640,6 +650,21 @@ uint64_t Manager::FindHits(std::span<const uintptr_t> words,
   return erasures;
 }
 
+namespace {
+
+// Busy events made by PrepareLaunch for the launch being queued on this thread, per
+// manager, recorded by EndLaunch once the launch is queued.
+struct PendingBusy {
+  struct Entry {
+    const Manager* manager;
+    CUstream stream;
+    std::shared_ptr<BusyEvent> busy;
+  };
+  std::vector<Entry> entries;
+};
+
+}  // namespace
+
 absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocations,
                                     CUstream stream, uint64_t found_at) {
   // The common case, everything already in HBM and still: one lock, no plan, no move; the
@@ -667,6 +692,17 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
       if (config_.trace != nullptr) traced.push_back(hit.allocation->id);
     }
     policy_->OnLaunch(stream, live);
+    // With a learned schedule, prefetches evict what launches just used: an event after
+    // this launch lets them wait for it alone (Allocation::busy).
+    std::shared_ptr<BusyEvent> busy;
+    if (policy_->period() > 0 && !live.empty()) {
+      busy = BusyEvent::Create();
+      if (busy != nullptr) {
+        PendingBusy& pending = PerThread<PendingBusy>::Get();
+        std::erase_if(pending.entries, [this](const auto& e) { return e.manager == this; });
+        pending.entries.push_back({this, stream, busy});
+      }
+    }
     for (Allocation* allocation : live) {
       // In HBM, or on its way there in a prefetch that did not gate `stream`.
       bool resident = true;
@@ -686,6 +722,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
       arrival = std::max(arrival, arriving);
       policy_->OnUse(allocation);
       for (Chunk& chunk : allocation->chunks) Touch(chunk, stream);
+      allocation->busy = busy;
     }
   }
   if (config_.trace != nullptr) config_.trace->Launch(stream, traced);
@@ -721,6 +758,15 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
 void Manager::EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_t found_at) {
   absl::MutexLock lock(&mu_);
   Unpin(allocations, found_at);
+  if (PendingBusy* pending = PerThread<PendingBusy>::IfCreated()) {
+    for (auto it = pending->entries.begin(); it != pending->entries.end(); ++it) {
+      if (it->manager != this) continue;
+      // After the launch (or after what is queued, if it failed): never too early.
+      it->busy->recorded = Driver().cuEventRecord(it->busy->event, it->stream) == CUDA_SUCCESS;
+      pending->entries.erase(it);
+      break;
+    }
+  }
   // The launch is queued now: what follows it can be brought in behind it (a move that
   // evicts what it used waits for it).
   if (policy_->period() > 0) PrefetchAhead();
@@ -787,6 +833,9 @@ void Manager::PrefetchAhead() {
     if (!done) break;  // the device is held by something else: plan anyway
     if (policy_->schedule_epoch() != ahead_epoch_ || policy_->current_launch() != now) return;
   }
+  // Nothing until a whole job fits in the window: a job per few chunks freed would pay
+  // each move's fixed cost for little.
+  if (ahead_bytes_ + job_bytes > window) return;
   std::vector<Allocation*> predicted;
   std::vector<Chunk*> fetched;  // in `plan`
   Plan plan;

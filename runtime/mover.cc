@@ -3,6 +3,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -17,6 +18,21 @@ int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+std::shared_ptr<BusyEvent> BusyEvent::Create() {
+  auto busy = std::make_shared<BusyEvent>();
+  if (Driver().cuEventCreate(&busy->event, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) return nullptr;
+  return busy;
+}
+
+BusyEvent::~BusyEvent() {
+  if (event != nullptr) Driver().cuEventDestroy(event);
+}
+
+bool BusyEvent::Done() {
+  if (!done && recorded) done = Driver().cuEventQuery(event) == CUDA_SUCCESS;
+  return done;
 }
 
 absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_bytes,
@@ -236,45 +252,47 @@ void Mover::WaitForAll() {
 
 void Mover::Run() {
   Driver().cuCtxSetCurrent(context_);
-  // Two jobs at a time: the next job's copies are queued before the current one's wait,
-  // remap and commit, so the link does not idle through them. Queuing them must never
-  // block on the host (their streams may wait behind the application's work, which may
-  // wait at the gate of the job in flight): a job with NVMe steps, which does, waits its
-  // turn. A later job never depends
-  // on an earlier one's remap: chunks belong to one job at a time, and what a job's commit
-  // gives back to the pools was not there to plan with when the later job was planned.
-  std::unique_ptr<MoveJob> in_flight;
-  absl::Status in_flight_status;
+  // Up to kSlots jobs at a time: later jobs' copies are queued before an earlier one's
+  // wait, remap and commit, so the link does not idle through them. A later job never
+  // depends on an earlier one's remap: chunks belong to one job at a time, and what a
+  // job's commit gives back to the pools was not there to plan with when the later job was
+  // planned. Queuing copies must never block on the host (the copy streams may wait
+  // behind the application's work, which may wait at the gate of a job in flight): a job
+  // with NVMe steps, which does, waits until every job before it is finished.
+  struct InFlight {
+    std::unique_ptr<MoveJob> job;
+    absl::Status started;
+  };
+  std::deque<InFlight> in_flight;
   for (;;) {
     std::unique_ptr<MoveJob> job;
     {
       absl::MutexLock lock(&mu_);
-      if (in_flight == nullptr) {
+      if (in_flight.empty()) {
         mu_.Await(absl::Condition(
             +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
                  m->mu_) { return !m->queue_.empty() || m->stopping_; },
             this));
         if (queue_.empty()) return;
       }
-      if (!queue_.empty()) {
+      if (!queue_.empty() && static_cast<int>(in_flight.size()) < kSlots) {
         job = std::move(queue_.front());
         queue_.pop_front();
       }
     }
-    absl::Status started;
-    if (job != nullptr && in_flight != nullptr && UsesNvme(*job)) {
-      // Its NVMe copies go through staging buffers and wait on the host for copies queued
-      // behind the application's work, which may wait at the gate of the job in flight:
-      // that one must be finished first.
-      Finish(std::move(in_flight), in_flight_status);
+    if (job == nullptr) {
+      // Nothing new to queue (or no slot): finish the oldest.
+      Finish(std::move(in_flight.front().job), in_flight.front().started);
+      in_flight.pop_front();
+      continue;
     }
-    if (job != nullptr) {
-      job->start_ns = NowNs();
-      started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
+    if (UsesNvme(*job)) {
+      for (InFlight& f : in_flight) Finish(std::move(f.job), f.started);
+      in_flight.clear();
     }
-    if (in_flight != nullptr) Finish(std::move(in_flight), in_flight_status);
-    in_flight = std::move(job);
-    in_flight_status = started;
+    job->start_ns = NowNs();
+    absl::Status started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
+    in_flight.push_back({std::move(job), started});
   }
 }
 
@@ -422,6 +440,11 @@ absl::Status Mover::StartCopies(MoveJob& job) {
     SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, event, 0));
     SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, event, 0));
   }
+  for (const std::shared_ptr<BusyEvent>& busy : job.busy) {
+    if (busy->Done()) continue;
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, busy->event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, busy->event, 0));
+  }
   // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
   // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;
@@ -450,24 +473,78 @@ absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
   if (!started.ok()) return started;
   if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
   if (in != CUDA_SUCCESS) return CudaError(in, "copying into HBM");
+  return Remap(job);
+}
+
+absl::Status Mover::Remap(MoveJob& job) {
+  const DriverApi& cu = Driver();
   // Re-point ranges. Every copy is done and every stream that may touch these chunks
-  // waits at the gate, so the short unmapped window is never observed.
-  for (MoveStep& step : job.steps) {
-    Chunk& chunk = *step.chunk;
-    bool mapped = chunk.tier != Tier::kNvme;
-    if (mapped) SPW_CHECK_CU(cu.cuMemUnmap(chunk.address, chunk_bytes_));
-    if (step.kind == MoveStep::Kind::kRelease || step.kind == MoveStep::Kind::kToNvme) {
-      step.remapped = true;
+  // waits at the gate, so the short unmapped window is never observed. Adjacent chunks go
+  // together: one unmap and one access change per run instead of one per chunk (each is
+  // a page-table update, tens of microseconds on a GPU).
+  std::vector<MoveStep*> order;
+  order.reserve(job.steps.size());
+  for (MoveStep& step : job.steps) order.push_back(&step);
+  std::sort(order.begin(), order.end(),
+            [](const MoveStep* a, const MoveStep* b) { return a->chunk->address < b->chunk->address; });
+  auto mapped = [](const MoveStep* step) { return step->chunk->tier != Tier::kNvme; };
+  auto unmapped_after = [](const MoveStep* step) {
+    return step->kind == MoveStep::Kind::kRelease || step->kind == MoveStep::Kind::kToNvme;
+  };
+  for (size_t i = 0; i < order.size();) {
+    // A run: chunks next to one another that are all mapped now, or all not.
+    size_t j = i + 1;
+    while (j < order.size() &&
+           order[j]->chunk->address == order[j - 1]->chunk->address + chunk_bytes_ &&
+           mapped(order[j]) == mapped(order[i])) {
+      ++j;
+    }
+    const CUdeviceptr base = order[i]->chunk->address;
+    if (mapped(order[i])) SPW_CHECK_CU(cu.cuMemUnmap(base, (j - i) * chunk_bytes_));
+    for (size_t k = i; k < j; ++k) {
+      MoveStep& step = *order[k];
+      if (unmapped_after(&step)) continue;
+      CUresult r = cu.cuMemMap(step.chunk->address, chunk_bytes_, 0, step.target.handle, 0);
+      if (r != CUDA_SUCCESS) {
+        // Put the old backing back rather than leave ranges unbacked: this chunk's and
+        // those of the run not mapped yet (the ones before it are remapped: steps done).
+        for (size_t u = k; u < j && mapped(order[i]); ++u) {
+          const Chunk& chunk = *order[u]->chunk;
+          const PhysicalChunk& old = chunk.tier == Tier::kDevice ? chunk.device : chunk.host;
+          Map(chunk.address, old.handle).IgnoreError();
+        }
+        for (size_t u = i; u < k; ++u) order[u]->remapped = true;
+        if (absl::Status s = SetAccess(order, i, k); !s.ok()) return s;
+        return CudaError(r, "cuMemMap");
+      }
+    }
+    for (size_t k = i; k < j; ++k) order[k]->remapped = true;
+    if (absl::Status s = SetAccess(order, i, j); !s.ok()) return s;
+    i = j;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Mover::SetAccess(const std::vector<MoveStep*>& order, size_t begin, size_t end) {
+  const DriverApi& cu = Driver();
+  CUmemAccessDesc access = {};
+  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  access.location.id = device_;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  // Runs of chunks mapped anew (a release or a spill leaves a hole).
+  for (size_t i = begin; i < end;) {
+    const MoveStep* first = order[i];
+    if (first->kind == MoveStep::Kind::kRelease || first->kind == MoveStep::Kind::kToNvme) {
+      ++i;
       continue;
     }
-    absl::Status status = Map(chunk.address, step.target.handle);
-    if (!status.ok()) {
-      // Put the old backing back rather than leave the range unbacked.
-      const PhysicalChunk& old = chunk.tier == Tier::kDevice ? chunk.device : chunk.host;
-      if (mapped) Map(chunk.address, old.handle).IgnoreError();
-      return status;
+    size_t j = i + 1;
+    while (j < end && order[j]->kind != MoveStep::Kind::kRelease &&
+           order[j]->kind != MoveStep::Kind::kToNvme) {
+      ++j;
     }
-    step.remapped = true;
+    SPW_CHECK_CU(cu.cuMemSetAccess(first->chunk->address, (j - i) * chunk_bytes_, &access, 1));
+    i = j;
   }
   return absl::OkStatus();
 }

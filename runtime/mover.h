@@ -48,6 +48,18 @@ namespace spillway {
 
 enum class FetchReasonTag : uint8_t { kPrefetch, kOnDemand };
 
+// An event recorded once, after one launch (Allocation::busy), shared by the allocations
+// that launch named and the moves that wait for it; destroyed with the last of them.
+struct BusyEvent {
+  static std::shared_ptr<BusyEvent> Create();  // null if the driver has no event for us
+  ~BusyEvent();
+  // Whether the launch it follows is done (remembered once seen; false before Record).
+  bool Done();
+  CUevent event = nullptr;
+  bool recorded = false;
+  bool done = false;
+};
+
 // One chunk's move. The source is where the chunk's data is now (chunk->tier, or its NVMe
 // extent); the destination is given by the kind.
 struct MoveStep {
@@ -71,6 +83,9 @@ struct MoveStep {
 struct MoveJob {
   std::vector<MoveStep> steps;
   std::vector<CUstream> streams;  // application streams that may touch the chunks
+  // Launches that used the chunks, for a job that gates no stream: it waits for these
+  // (as well as for everything queued on `streams`).
+  std::vector<std::shared_ptr<BusyEvent>> busy;
   // Whether their later work waits for the job. A release does not need it (no later work
   // may use freed memory): its streams are only waited for. Not gating them keeps frees,
   // which come in bursts at teardown, from holding the application's streams (the legacy
@@ -134,6 +149,11 @@ class Mover {
   absl::Status StartCopies(MoveJob& job);
   // Waits for them, then re-points the ranges; `started` is what StartCopies returned.
   absl::Status FinishCopies(MoveJob& job, const absl::Status& started);
+  // Points each chunk's range at its new backing (runs of adjacent chunks together).
+  absl::Status Remap(MoveJob& job);
+  // Read-write access for the device to order[begin, end) (adjacent), but for the chunks
+  // that are left unmapped.
+  absl::Status SetAccess(const std::vector<MoveStep*>& order, size_t begin, size_t end);
   // Whether the job reads or writes NVMe (its copies block on the host).
   static bool UsesNvme(const MoveJob& job);
   // FinishCopies, the commit, and the gate.
@@ -154,8 +174,8 @@ class Mover {
   std::vector<void*> staging_;
   std::vector<void*> staging_mappings_;  // what munmap takes (staging_ is aligned inside)
   std::vector<CUevent> staging_free_;
-  // Events of a job in flight (two are: Run), by sequence number modulo kSlots. Mover
-  // thread only.
+  // Events of a job in flight (up to kSlots are: Run), by sequence number modulo kSlots.
+  // Mover thread only.
   static constexpr int kSlots = 2;
   struct Slot {
     CUevent out_done = nullptr;  // recorded after the job's copies, on each copy stream
