@@ -376,6 +376,17 @@ absl::Status Manager::PlanToHost(Chunk* chunk, Plan& plan) {
   return absl::OkStatus();
 }
 
+bool Manager::Evictable(const Chunk* c) const {
+  if (c->tier != Tier::kDevice || c->moving || (c->allocation->advice & kAdvicePin) ||
+      c->allocation->launch_pins > 0) {
+    return false;
+  }
+  // With the host tier full, only a chunk that can leave without a new host chunk makes
+  // room (a clean one, or guarded data bound for NVMe): PlanToHost would refuse others.
+  return host_pool_->free_chunks() > 0 || c->host_copy_valid ||
+         (c->allocation->guarded() && nvme_ != nullptr);
+}
+
 absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
                                    int64_t used_after, bool may_wait) {
   MoveStep step;
@@ -385,16 +396,7 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
   step.copy = chunk->tier != Tier::kNvme || chunk->nvme.has_value();
   Claim(chunk, plan);
   absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
-  auto eligible = [this](const Chunk* c) {
-    if (c->tier != Tier::kDevice || c->moving || (c->allocation->advice & kAdvicePin) ||
-        c->allocation->launch_pins > 0) {
-      return false;
-    }
-    // With the host tier full, only a chunk that can leave without a new host chunk makes
-    // room (a clean one, or guarded data bound for NVMe): PlanToHost would refuse others.
-    return host_pool_->free_chunks() > 0 || c->host_copy_valid ||
-           (c->allocation->guarded() && nvme_ != nullptr);
-  };
+  auto eligible = [this](const Chunk* c) { return Evictable(c); };
   std::vector<Chunk*> victims;
   if (!device.ok()) victims = policy_->PickVictims(1, eligible, used_after);
   if (!device.ok() && victims.empty() && may_wait && mover_->pending()) {

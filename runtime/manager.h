@@ -182,6 +182,8 @@ class Manager {
   absl::Status PlanToHost(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PlanToNvme(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Claim(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `c` may be chosen to leave HBM now.
+  bool Evictable(const Chunk* c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings the allocation's chunks that are on NVMe back into host memory.
   absl::Status MakeMapped(CUdeviceptr base, size_t size, CUstream stream) ABSL_LOCKS_EXCLUDED(mu_);
   // Frees `chunks` host chunks by spilling guarded host-tier data (not `keep`'s, not pinned

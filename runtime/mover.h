@@ -10,13 +10,20 @@
 // the mover bumps when the job is done (cuStreamWaitValue32). The mover thread then
 //   1. orders its copy streams after those events (cuStreamWaitEvent, no host wait),
 //   2. copies data out of HBM on the D2H stream (evictions, spills through a staging
-//      buffer to io_uring writes), then into HBM or host memory on the H2D stream
-//      (fetches; NVMe reads into staging buffers overlapped with the copies out of them),
-//      never on an application stream,
-//   3. waits for its own copies, then re-points the chunks' ranges (unmap + map): no
-//      stream can be using them, because every stream that could is held at the gate,
-//      behind work that has finished,
+//      buffer to io_uring writes) and into HBM or host memory on the H2D stream (fetches;
+//      NVMe reads into staging buffers overlapped with the copies out of them), never on
+//      an application stream; a fetch into the HBM chunk an eviction gives up waits for
+//      that eviction's copy alone, so both directions run at once,
+//   3. waits for its own copies, then re-points the chunks' ranges (unmap + map, runs of
+//      adjacent chunks together): no stream can be using them, because every stream that
+//      could is held at the gate, behind work that has finished,
 //   4. lets the Manager commit the new states, and opens the gate.
+// Two jobs are in flight at once: the next job's copies are queued before the previous
+// one's remap and commit, so the link does not idle through them.
+// A job may also gate nothing (gate_streams false: a release, or a prefetch ahead of
+// need). It then waits for the streams' work, or for the BusyEvents of the launches that
+// last used its chunks, and the manager makes every later user of those chunks wait for
+// it (GateStream, or a host wait).
 // The application's threads never block on this; its streams wait only for the moves
 // their later work depends on. Jobs complete in submission order, so one monotonic gate
 // serves all of them.
