@@ -39,6 +39,9 @@ void LearnedPolicy::OnLeave(Chunk* chunk) {
 void LearnedPolicy::OnTouch(Chunk* chunk) { chunk->last_use = current_; }
 
 void LearnedPolicy::OnUse(Allocation* allocation) {
+  // While everything fits, a launch costs what it costs under LRU (the first victims are
+  // then picked without recency: nothing has had to leave before).
+  if (!active_) return;
   Record& record = records_[allocation];
   record.last_use = current_;
   Refile(allocation, record);
