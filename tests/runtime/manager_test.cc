@@ -37,11 +37,14 @@ class ManagerTest : public ::testing::Test {
   // A 64 MiB device, 32 MiB of it for managed data, 512 MiB of host tier.
   void SetUp() override {
     StartDevice();
+    Start(DefaultConfig());
+  }
+  static ManagerConfig DefaultConfig() {
     ManagerConfig config;
     config.chunk_bytes = kChunk;
     config.hbm_limit_bytes = 32 * kMiB;
     config.host_limit_bytes = 512 * kMiB;
-    Start(config);
+    return config;
   }
   void StartDevice() {
     StartSimulatedDevice("64M");
@@ -585,10 +588,7 @@ class ManagerLearnedTest : public ManagerTest {
   static constexpr size_t kBytes = 8 * kMiB;  // 64 MiB in all, HBM 32 MiB
   void SetUp() override {
     StartDevice();
-    ManagerConfig config;
-    config.chunk_bytes = kChunk;
-    config.hbm_limit_bytes = 32 * kMiB;
-    config.host_limit_bytes = 512 * kMiB;
+    ManagerConfig config = DefaultConfig();
     config.policy = "learned";
     Start(config);
     ASSERT_CU(cuStreamCreate(&stream_, CU_STREAM_NON_BLOCKING));
@@ -621,6 +621,17 @@ class ManagerLearnedTest : public ManagerTest {
       manager_->EndLaunch(hits, found_at);
     }
   }
+  // Every word of `buffers` (in the order SetUp filled them) holds what SetUp wrote.
+  void ExpectFilledAsAtStart(const std::vector<CUdeviceptr>& buffers) {
+    ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+    for (int i = 0; i < kAllocations; ++i) {
+      const uintptr_t words[] = {buffers[i]};
+      ASSERT_TRUE(manager_->PrepareLaunch(words, stream_).ok());
+      ASSERT_CU(kernels_.Check(buffers[i], kBytes / 4, 100 + i, mismatches_, stream_));
+    }
+    ASSERT_CU(cuStreamSynchronize(stream_));
+    EXPECT_EQ(Mismatches(), 0u);
+  }
   CUstream stream_ = nullptr;
   std::vector<CUdeviceptr> buffers_;
 };
@@ -648,14 +659,7 @@ TEST_F(ManagerLearnedTest, CyclicScanIsFetchedAheadMovingAboutWhatBeladyMoves) {
   EXPECT_LE(per_step, kAllocations * kBytes * 7 / 8) << "LRU moves " << kAllocations * kBytes;
   EXPECT_LE(after.peak_device_bytes, 32 * kMiB);
   // Twelve steps: every +1 was taken back.
-  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
-  for (int i = 0; i < kAllocations; ++i) {
-    const uintptr_t words[] = {buffers_[i]};
-    ASSERT_TRUE(manager_->PrepareLaunch(words, stream_).ok());
-    ASSERT_CU(kernels_.Check(buffers_[i], kBytes / 4, 100 + i, mismatches_, stream_));
-  }
-  ASSERT_CU(cuStreamSynchronize(stream_));
-  EXPECT_EQ(Mismatches(), 0u);
+  ExpectFilledAsAtStart(buffers_);
 }
 
 // A change of schedule (here, the order reverses, as when a prefill comes between decode
@@ -675,14 +679,7 @@ TEST_F(ManagerLearnedTest, AChangedScheduleIsRelearnedWithoutLosingData) {
             4 * (after.fetches_on_demand - before.fetches_on_demand))
       << "the new order was not learned";
   std::reverse(buffers_.begin(), buffers_.end());
-  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
-  for (int i = 0; i < kAllocations; ++i) {
-    const uintptr_t words[] = {buffers_[i]};
-    ASSERT_TRUE(manager_->PrepareLaunch(words, stream_).ok());
-    ASSERT_CU(kernels_.Check(buffers_[i], kBytes / 4, 100 + i, mismatches_, stream_));
-  }
-  ASSERT_CU(cuStreamSynchronize(stream_));
-  EXPECT_EQ(Mismatches(), 0u);
+  ExpectFilledAsAtStart(buffers_);
 }
 
 }  // namespace
