@@ -145,7 +145,7 @@ struct Policy {
     "Belady's rule on it and fetches ahead of need (docs/runtime.md, \"The learned policy\").")   \
   X(kPrefetchAhead, prefetch_ahead, "SPILLWAY_PREFETCH_AHEAD", SizeOrZero, 0, "bytes", kNone,     \
     "With the learned policy: bytes fetched ahead of the launches that need them, and in moves "  \
-    "not yet done, at most; 0: twice the widest launch, within an eighth and a half of "          \
+    "not yet done, at most; 0: the widest launch, within an eighth and a half of "                \
     "SPILLWAY_HBM_LIMIT. More overlaps more of the link with compute, but constrains eviction "  \
     "(more bytes move): docs/runtime.md.")                                                        \
   X(kVirtualCapacity, virtual_capacity, "SPILLWAY_VIRTUAL_CAPACITY", Bool, false, "", kNone,      \

@@ -108,7 +108,7 @@ OPTIONS
         (SPILLWAY_POLICY, default lru).
     --prefetch-ahead SIZE
         With --policy learned: bytes fetched ahead of need, at most; 0 picks
-        twice the widest launch, within an eighth and a half of the HBM limit
+        the widest launch, within an eighth and a half of the HBM limit
         (SPILLWAY_PREFETCH_AHEAD, default 0).
     --virtual-capacity
         Report the HBM limit plus the host tier as the device's memory, for

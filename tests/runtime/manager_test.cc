@@ -647,8 +647,8 @@ TEST_F(ManagerLearnedTest, CyclicScanIsFetchedAheadMovingAboutWhatBeladyMoves) {
   manager_->Drain();
   const ManagerStats after = manager_->Stats();
   // Learned by now: the moves are prefetches. A cyclic scan of W bytes through H of HBM
-  // moves at least W - H a step (Belady); fetching a window of two launches ahead keeps
-  // that window out of what stays, about W - H + 2 x 8 MiB. LRU moves all W every step.
+  // moves at least W - H a step (Belady); fetching a window (here one 8 MiB launch) ahead
+  // keeps that window out of what stays, about W - H + 8 MiB. LRU moves all W every step.
   const uint64_t prefetched = after.fetches_prefetched - before.fetches_prefetched;
   const uint64_t on_demand = after.fetches_on_demand - before.fetches_on_demand;
   EXPECT_GT(prefetched, 4 * on_demand) << "prefetched " << prefetched << ", on demand "
