@@ -87,6 +87,7 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
   if (manager->policy_ == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", config.policy, "\""));
   }
+  manager->learns_ = manager->policy_->wants_launches();
   auto device_pool = PhysicalPool::Create("HBM", PoolLocation{true, config.device, 0},
                                           config.chunk_bytes, effective.hbm_limit_bytes);
   if (!device_pool.ok()) return device_pool.status();
@@ -136,7 +137,6 @@ absl::Status Manager::MapChunk(CUdeviceptr address, const PhysicalChunk& physica
 
 void Manager::Touch(Chunk& chunk, CUstream stream) {
   chunk.last_stream = stream;
-  chunk.allocation->busy.reset();  // a use that no busy event follows (PrepareLaunch sets one)
   policy_->OnTouch(&chunk);
 }
 
@@ -615,6 +615,7 @@ absl::Status Manager::Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUs
   }
   policy_->OnUse(allocation);
   for (size_t i = first; i <= last; ++i) Touch(allocation->chunks[i], stream);
+  allocation->busy.reset();  // a use no busy event follows: moves wait for the stream
   return SubmitPlan(plan).status();
 }
 
@@ -677,9 +678,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     size_t reserved;
   };
   SPW_FAST_TLS thread_local std::vector<ToMove> to_move;
-  SPW_FAST_TLS thread_local std::vector<Allocation*> live;
   to_move.clear();
-  live.clear();
   std::vector<uint64_t> traced;  // allocates only when tracing
   uint64_t arrival = 0;          // the latest prefetch job a chunk of the launch is in
   {
@@ -687,44 +686,57 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
     // Free erases from the map under mu_ before the allocation goes: no erasure since the
     // lookups means no hit was freed.
     const bool all_live = found_at == map_.erasures();
-    for (const AllocationMap::Hit& hit : allocations) {
-      if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
-      ++hit.allocation->launch_pins;
-      live.push_back(hit.allocation);
-      if (config_.trace != nullptr) traced.push_back(hit.allocation->id);
-    }
-    policy_->OnLaunch(stream, live);
-    // With a learned schedule, prefetches evict what launches just used: an event after
-    // this launch lets them wait for it alone (Allocation::busy).
+    // A learning policy hears of the launch before its allocations are touched for it; the
+    // others cost nothing here (the launch path's common case).
     std::shared_ptr<BusyEvent> busy;
-    if (policy_->period() > 0 && !live.empty()) {
-      busy = BusyEvent::Create();
-      if (busy != nullptr) {
-        PendingBusy& pending = PerThread<PendingBusy>::Get();
-        std::erase_if(pending.entries, [this](const auto& e) { return e.manager == this; });
-        pending.entries.push_back({this, stream, busy});
+    if (learns_) {
+      SPW_FAST_TLS thread_local std::vector<Allocation*> live;
+      live.clear();
+      for (const AllocationMap::Hit& hit : allocations) {
+        if (all_live || allocations_.contains(hit.allocation)) live.push_back(hit.allocation);
+      }
+      policy_->OnLaunch(stream, live);
+      // With a learned schedule, prefetches evict what launches just used: an event after
+      // this launch lets them wait for it alone (Allocation::busy).
+      if (policy_->period() > 0 && !live.empty()) {
+        busy = BusyEvent::Create();
+        if (busy != nullptr) {
+          PendingBusy& pending = PerThread<PendingBusy>::Get();
+          std::erase_if(pending.entries, [this](const auto& e) { return e.manager == this; });
+          pending.entries.push_back({this, stream, busy});
+        }
       }
     }
-    for (Allocation* allocation : live) {
-      // In HBM, or on its way there in a prefetch that did not gate `stream`.
+    for (const AllocationMap::Hit& hit : allocations) {
+      if (!all_live && !allocations_.contains(hit.allocation)) continue;  // freed meanwhile
+      Allocation* allocation = hit.allocation;
+      ++allocation->launch_pins;
+      if (config_.trace != nullptr) traced.push_back(allocation->id);
       bool resident = true;
-      uint64_t arriving = 0;
       for (const Chunk& chunk : allocation->chunks) {
-        if (chunk.moving && chunk.arriving != 0) {
-          arriving = std::max(arriving, chunk.arriving);
-          continue;
-        }
         resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;
       }
       if (!resident) {
-        // Read under the lock: the allocation may be freed once it is released.
-        to_move.push_back({allocation->base, allocation->size, allocation->reserved});
-        continue;
+        // Or on its way to HBM in a prefetch that did not gate `stream`: gate it here.
+        uint64_t arriving = 0;
+        resident = true;
+        for (const Chunk& chunk : allocation->chunks) {
+          if (chunk.moving && chunk.arriving != 0) {
+            arriving = std::max(arriving, chunk.arriving);
+          } else {
+            resident = resident && chunk.tier == Tier::kDevice && !chunk.moving;
+          }
+        }
+        if (!resident) {
+          // Read under the lock: the allocation may be freed once it is released.
+          to_move.push_back({allocation->base, allocation->size, allocation->reserved});
+          continue;
+        }
+        arrival = std::max(arrival, arriving);
       }
-      arrival = std::max(arrival, arriving);
-      policy_->OnUse(allocation);
+      if (learns_) policy_->OnUse(allocation);
       for (Chunk& chunk : allocation->chunks) Touch(chunk, stream);
-      allocation->busy = busy;
+      if (busy != nullptr || allocation->busy != nullptr) allocation->busy = busy;
     }
   }
   if (config_.trace != nullptr) config_.trace->Launch(stream, traced);
@@ -760,6 +772,7 @@ absl::Status Manager::PrepareLaunch(std::span<const AllocationMap::Hit> allocati
 void Manager::EndLaunch(std::span<const AllocationMap::Hit> allocations, uint64_t found_at) {
   absl::MutexLock lock(&mu_);
   Unpin(allocations, found_at);
+  if (!learns_) return;
   if (PendingBusy* pending = PerThread<PendingBusy>::IfCreated()) {
     for (auto it = pending->entries.begin(); it != pending->entries.end(); ++it) {
       if (it->manager != this) continue;
@@ -949,6 +962,7 @@ absl::Status Manager::MakeMapped(CUdeviceptr base, size_t size, CUstream stream)
     return status;
   }
   for (Chunk& chunk : allocation->chunks) Touch(chunk, stream);
+  allocation->busy.reset();  // a use no busy event follows: moves wait for the stream
   (void)size;
   return SubmitPlan(plan).status();
 }

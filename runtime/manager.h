@@ -221,6 +221,7 @@ class Manager {
   mutable absl::Mutex mu_;
   AllocationMap map_;  // internally synchronised; also read without mu_ (Owns)
   std::unique_ptr<Policy> policy_ ABSL_GUARDED_BY(mu_);
+  bool learns_ = false;  // policy_->wants_launches(), fixed at Create
   absl::flat_hash_set<Allocation*> allocations_ ABSL_GUARDED_BY(mu_);
   ManagerStats stats_ ABSL_GUARDED_BY(mu_);
   absl::Status last_move_status_ ABSL_GUARDED_BY(mu_);  // of the latest move job

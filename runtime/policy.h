@@ -46,6 +46,9 @@ class Policy {
   // `chunk` became device-resident / stopped being device-resident.
   virtual void OnResident(Chunk* chunk) = 0;
   virtual void OnLeave(Chunk* chunk) = 0;
+  // Whether it wants OnLaunch and OnUse (the launch path skips two calls per launch when
+  // it does not).
+  virtual bool wants_launches() const { return false; }
   // A launch (or copy) on `stream` names `allocations` (live, each once), before any of
   // their chunks is touched for it.
   virtual void OnLaunch(CUstream /*stream*/, std::span<Allocation* const> /*allocations*/) {}
