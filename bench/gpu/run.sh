@@ -3,7 +3,8 @@
 #
 # The GPU check: one prepared script a session with a GPU runs once, from the bundle that
 # `make bundle` builds (docs/gpu.md). It measures the link (bandwidth), runs tinyllm fully
-# resident, under Spillway with the HBM limit at 50% and 25% of its weights, and with the
+# resident, under Spillway with the HBM limit at 50% and 25% of its weights (LRU, and the
+# learned policy), and with the
 # baseline users pick today at the same limits (--host-offload: weights in mapped pinned
 # host memory, read over the link every step), then a PyTorch smoke test with and without
 # libspillway.so. Results: $OUT/gpu-results.json and $OUT/gpu-results.txt.
@@ -23,8 +24,8 @@ usage() {
 Usage: bench/gpu/run.sh [OPTIONS]
 
 The GPU check: link bandwidth, tinyllm resident / under Spillway (HBM limit 50% and 25%
-of the weights) / with --host-offload at the same limits, and a PyTorch smoke test with
-and without libspillway.so. Every step is timed and its failure recorded; the results are
+of the weights; LRU and --policy learned) / with --host-offload at the same limits, and a
+PyTorch smoke test with and without libspillway.so. Every step is timed and its failure recorded; the results are
 OUT/gpu-results.json and OUT/gpu-results.txt.
 
 Options:
@@ -254,6 +255,12 @@ for pct in 50 25; do
     --hbm-limit "$limit" "${spw_opts[@]}" --log-file "$out/logs/spillway-$pct.spwlog" \
     --stats "$out/runs/spillway-$pct.stats.json" -- \
     "$tinyllm" "${tl_args[@]}" --json "$out/runs/spillway-$pct.json" || true
+  # 3b'. The same under the learned policy (Belady on the learned launch order, fetching
+  # ahead of need: docs/runtime.md).
+  run_step "tinyllm-learned-$pct" "$run_limit" "${run_env[@]}" "$spillway" run \
+    --hbm-limit "$limit" --policy learned "${spw_opts[@]}" \
+    --log-file "$out/logs/learned-$pct.spwlog" --stats "$out/runs/learned-$pct.stats.json" -- \
+    "$tinyllm" "${tl_args[@]}" --json "$out/runs/learned-$pct.json" || true
   # 3c. The baseline: weights beyond the limit in mapped pinned host memory.
   run_step "tinyllm-offload-$pct" "$run_limit" "${run_env[@]}" "$tinyllm" "${tl_args[@]}" \
     --host-offload $(( actual_weights - limit )) --json "$out/runs/offload-$pct.json" || true
