@@ -31,8 +31,10 @@ BusyEvent::~BusyEvent() {
 }
 
 bool BusyEvent::Done() {
-  if (!done && recorded) done = Driver().cuEventQuery(event) == CUDA_SUCCESS;
-  return done;
+  if (done.load(std::memory_order_relaxed)) return true;
+  if (!recorded || Driver().cuEventQuery(event) != CUDA_SUCCESS) return false;
+  done.store(true, std::memory_order_relaxed);
+  return true;
 }
 
 absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_bytes,

@@ -57,14 +57,16 @@ enum class FetchReasonTag : uint8_t { kPrefetch, kOnDemand };
 
 // An event recorded once, after one launch (Allocation::busy), shared by the allocations
 // that launch named and the moves that wait for it; destroyed with the last of them.
+// `recorded` is set (under the manager's mutex) before any move may name it, and never
+// cleared; Done may be called from any thread.
 struct BusyEvent {
   static std::shared_ptr<BusyEvent> Create();  // null if the driver has no event for us
   ~BusyEvent();
-  // Whether the launch it follows is done (remembered once seen; false before Record).
+  // Whether the launch it follows is done (remembered once seen; false before recorded).
   bool Done();
   CUevent event = nullptr;
   bool recorded = false;
-  bool done = false;
+  std::atomic<bool> done{false};
 };
 
 // One chunk's move. The source is where the chunk's data is now (chunk->tier, or its NVMe
