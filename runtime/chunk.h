@@ -59,7 +59,7 @@ struct Chunk {
   // free). A fresh chunk of a guarded allocation placed on NVMe has no extent yet.
   std::optional<Extent> nvme;
   bool nvme_copy_valid = false;
-  bool moving = false;             // a move job owns this chunk
+  bool moving = false;  // a move job owns this chunk
   // With `moving`: the sequence number of the job bringing it into HBM, when that job did
   // not gate the streams that use it (a prefetch ahead of need): a launch that uses the
   // chunk gates its own stream on it instead (Manager::PrepareLaunch). 0 otherwise.

@@ -136,13 +136,13 @@ void LearnedPolicy::Learn(int64_t period) {
   }
   for (auto& [id, phases] : phases_) std::sort(phases.begin(), phases.end());
   RekeyAll();
-  SPW_LOG(kDebug, "learned policy: a period of {} launches (at launch {}, {} allocations)",
-          period, current_, phases_.size());
+  SPW_LOG(kDebug, "learned policy: a period of {} launches (at launch {}, {} allocations)", period,
+          current_, phases_.size());
 }
 
 void LearnedPolicy::Forget() {
-  SPW_LOG(kDebug, "learned policy: launch {} differs from the one {} before: relearning",
-          current_, period_);
+  SPW_LOG(kDebug, "learned policy: launch {} differs from the one {} before: relearning", current_,
+          period_);
   period_ = candidate_ = run_ = 0;
   ++epoch_;
   phases_.clear();

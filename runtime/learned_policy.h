@@ -67,8 +67,8 @@ class LearnedPolicy final : public Policy {
 
  private:
   struct Record {
-    int64_t last_use = 0;  // the launch that last named it (0: none yet)
-    int64_t key = 0;       // its place in order_ (eviction rank: higher leaves sooner)
+    int64_t last_use = 0;   // the launch that last named it (0: none yet)
+    int64_t key = 0;        // its place in order_ (eviction rank: higher leaves sooner)
     uint32_t resident = 0;  // chunks in HBM; filed in order_ while > 0
   };
   struct Launch {
@@ -84,11 +84,11 @@ class LearnedPolicy final : public Policy {
   void Forget();
   void RekeyAll();
 
-  bool active_ = false;  // a victim was needed once: learning is worth its cost
-  int64_t current_ = 0;  // index of the latest launch
+  bool active_ = false;       // a victim was needed once: learning is worth its cost
+  int64_t current_ = 0;       // index of the latest launch
   std::vector<Launch> ring_;  // the last kMaxPeriod + 1 launches
   absl::flat_hash_map<uint64_t, int64_t> last_seen_;  // signature -> its latest launch
-  int64_t period_ = 0;     // 0: nothing learned
+  int64_t period_ = 0;                                // 0: nothing learned
   int64_t candidate_ = 0;  // period being confirmed, and launches that confirmed it
   int64_t run_ = 0;
   uint64_t epoch_ = 0;

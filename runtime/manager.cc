@@ -387,8 +387,8 @@ bool Manager::Evictable(const Chunk* c) const {
          (c->allocation->guarded() && nvme_ != nullptr);
 }
 
-absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
-                                   int64_t used_after, bool may_wait) {
+absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan, int64_t used_after,
+                                   bool may_wait) {
   MoveStep step;
   step.kind = MoveStep::Kind::kToDevice;
   step.chunk = chunk;

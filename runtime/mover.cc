@@ -213,13 +213,13 @@ bool Mover::WaitFor(uint64_t sequence, absl::Duration timeout) {
     uint64_t sequence;
   } target{this, sequence};
   absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithTimeout(
-      absl::Condition(
-          +[](Target* t) {
-            return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence;
-          },
-          &target),
-      timeout);
+  return mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](Target* t) {
+                                    return t->mover->completed_.load(std::memory_order_acquire) >=
+                                           t->sequence;
+                                  },
+                                  &target),
+                              timeout);
 }
 
 bool Mover::WaitForAll(absl::Duration timeout) {
@@ -272,8 +272,9 @@ void Mover::Run() {
       absl::MutexLock lock(&mu_);
       if (in_flight.empty()) {
         mu_.Await(absl::Condition(
-            +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                 m->mu_) { return !m->queue_.empty() || m->stopping_; },
+            +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
+              return !m->queue_.empty() || m->stopping_;
+            },
             this));
         if (queue_.empty()) return;
       }
@@ -487,8 +488,9 @@ absl::Status Mover::Remap(MoveJob& job) {
   std::vector<MoveStep*> order;
   order.reserve(job.steps.size());
   for (MoveStep& step : job.steps) order.push_back(&step);
-  std::sort(order.begin(), order.end(),
-            [](const MoveStep* a, const MoveStep* b) { return a->chunk->address < b->chunk->address; });
+  std::sort(order.begin(), order.end(), [](const MoveStep* a, const MoveStep* b) {
+    return a->chunk->address < b->chunk->address;
+  });
   auto mapped = [](const MoveStep* step) { return step->chunk->tier != Tier::kNvme; };
   auto unmapped_after = [](const MoveStep* step) {
     return step->kind == MoveStep::Kind::kRelease || step->kind == MoveStep::Kind::kToNvme;

@@ -85,7 +85,7 @@ struct MoveStep {
   bool copy = true;      // bytes must move (false: a clean copy is already there)
   int donor = -1;        // kToDevice: index of the step that gives up `target`
   FetchReasonTag reason = FetchReasonTag::kPrefetch;
-  bool remapped = false;  // set by the mover once the range points at its new backing
+  bool remapped = false;         // set by the mover once the range points at its new backing
   CUevent copied_out = nullptr;  // mover only: its copy out of HBM is done (Mover::evicted_)
 };
 

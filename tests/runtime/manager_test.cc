@@ -651,8 +651,8 @@ TEST_F(ManagerLearnedTest, CyclicScanIsFetchedAheadMovingAboutWhatBeladyMoves) {
   // keeps that window out of what stays, about W - H + 8 MiB. LRU moves all W every step.
   const uint64_t prefetched = after.fetches_prefetched - before.fetches_prefetched;
   const uint64_t on_demand = after.fetches_on_demand - before.fetches_on_demand;
-  EXPECT_GT(prefetched, 4 * on_demand) << "prefetched " << prefetched << ", on demand "
-                                       << on_demand;
+  EXPECT_GT(prefetched, 4 * on_demand)
+      << "prefetched " << prefetched << ", on demand " << on_demand;
   const uint64_t per_step = (after.h2d_bytes - before.h2d_bytes) / kSteps;
   const uint64_t minimum = kAllocations * kBytes - 32 * kMiB;
   EXPECT_GE(per_step, minimum);

@@ -4,12 +4,12 @@
 // Learned: learning a period, prediction, Belady's order and its bound, forgetting.
 #include "runtime/policy.h"
 
-#include "runtime/learned_policy.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <vector>
+
+#include "runtime/learned_policy.h"
 
 namespace spillway {
 namespace {
@@ -130,8 +130,8 @@ TEST_F(LearnedPolicyTest, EvictsTheFurthestNextUseAndHonoursTheBound) {
   const int64_t now = policy_.current_launch();
   // Resident A, B, C: B is needed last (now + 4), then A (now + 3), then C (now + 1).
   EXPECT_THAT(policy_.PickVictims(6, Any),
-              ElementsAre(&a(1)->chunks[0], &a(1)->chunks[1], &a(0)->chunks[0],
-                          &a(0)->chunks[1], &a(2)->chunks[0], &a(2)->chunks[1]));
+              ElementsAre(&a(1)->chunks[0], &a(1)->chunks[1], &a(0)->chunks[0], &a(0)->chunks[1],
+                          &a(2)->chunks[0], &a(2)->chunks[1]));
   // For a fetch needed at now + 3 (A's turn), only what comes later may go: B.
   EXPECT_THAT(policy_.PickVictims(6, Any, now + 3),
               ElementsAre(&a(1)->chunks[0], &a(1)->chunks[1]));
