@@ -321,15 +321,27 @@ void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {
 }
 
 absl::Status Mover::Map(CUdeviceptr address, CUmemGenericAllocationHandle handle) {
-  const DriverApi& cu = Driver();
-  SPW_CHECK_CU(cu.cuMemMap(address, chunk_bytes_, 0, handle, 0));
+  SPW_CHECK_CU(Driver().cuMemMap(address, chunk_bytes_, 0, handle, 0));
+  return GrantAccess(address, chunk_bytes_);
+}
+
+absl::Status Mover::GrantAccess(CUdeviceptr address, size_t bytes) {
   CUmemAccessDesc access = {};
   access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   access.location.id = device_;
   access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  SPW_CHECK_CU(cu.cuMemSetAccess(address, chunk_bytes_, &access, 1));
+  SPW_CHECK_CU(Driver().cuMemSetAccess(address, bytes, &access, 1));
   return absl::OkStatus();
 }
+
+namespace {
+
+// A release or a spill to NVMe leaves the chunk's range unmapped: nothing to map for it.
+bool LeavesUnmapped(const MoveStep& step) {
+  return step.kind == MoveStep::Kind::kRelease || step.kind == MoveStep::Kind::kToNvme;
+}
+
+}  // namespace
 
 absl::Status Mover::CopyOut(MoveJob& job) {
   const DriverApi& cu = Driver();
@@ -492,9 +504,6 @@ absl::Status Mover::Remap(MoveJob& job) {
     return a->chunk->address < b->chunk->address;
   });
   auto mapped = [](const MoveStep* step) { return step->chunk->tier != Tier::kNvme; };
-  auto unmapped_after = [](const MoveStep* step) {
-    return step->kind == MoveStep::Kind::kRelease || step->kind == MoveStep::Kind::kToNvme;
-  };
   for (size_t i = 0; i < order.size();) {
     // A run: chunks next to one another that are all mapped now, or all not.
     size_t j = i + 1;
@@ -507,7 +516,7 @@ absl::Status Mover::Remap(MoveJob& job) {
     if (mapped(order[i])) SPW_CHECK_CU(cu.cuMemUnmap(base, (j - i) * chunk_bytes_));
     for (size_t k = i; k < j; ++k) {
       MoveStep& step = *order[k];
-      if (unmapped_after(&step)) continue;
+      if (LeavesUnmapped(step)) continue;
       CUresult r = cu.cuMemMap(step.chunk->address, chunk_bytes_, 0, step.target.handle, 0);
       if (r != CUDA_SUCCESS) {
         // Put the old backing back rather than leave ranges unbacked: this chunk's and
@@ -530,24 +539,17 @@ absl::Status Mover::Remap(MoveJob& job) {
 }
 
 absl::Status Mover::SetAccess(const std::vector<MoveStep*>& order, size_t begin, size_t end) {
-  const DriverApi& cu = Driver();
-  CUmemAccessDesc access = {};
-  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  access.location.id = device_;
-  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
   // Runs of chunks mapped anew (a release or a spill leaves a hole).
   for (size_t i = begin; i < end;) {
-    const MoveStep* first = order[i];
-    if (first->kind == MoveStep::Kind::kRelease || first->kind == MoveStep::Kind::kToNvme) {
+    if (LeavesUnmapped(*order[i])) {
       ++i;
       continue;
     }
     size_t j = i + 1;
-    while (j < end && order[j]->kind != MoveStep::Kind::kRelease &&
-           order[j]->kind != MoveStep::Kind::kToNvme) {
-      ++j;
+    while (j < end && !LeavesUnmapped(*order[j])) ++j;
+    if (absl::Status s = GrantAccess(order[i]->chunk->address, (j - i) * chunk_bytes_); !s.ok()) {
+      return s;
     }
-    SPW_CHECK_CU(cu.cuMemSetAccess(first->chunk->address, (j - i) * chunk_bytes_, &access, 1));
     i = j;
   }
   return absl::OkStatus();

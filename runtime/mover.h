@@ -170,6 +170,8 @@ class Mover {
   absl::Status CopyOut(MoveJob& job);
   absl::Status CopyIn(MoveJob& job);
   absl::Status Map(CUdeviceptr address, CUmemGenericAllocationHandle handle);
+  // Read-write access for the device to [address, address + bytes) (whole mappings).
+  absl::Status GrantAccess(CUdeviceptr address, size_t bytes);
 
   const int device_;
   const size_t chunk_bytes_;
