@@ -185,9 +185,12 @@ class LearnedPolicy : public Policy {
   // would evict): without it, it evicts chunks Belady keeps and everything streams.
   std::deque<std::pair<size_t, size_t>> ahead_;
   size_t ahead_chunks_ = 0, ahead_limit_ = 0;
-  // Measured on the sweep (docs/trace_sim.md): half the widest launch balances the bytes a
-  // deeper window costs (each prefetch moves a miss back by its distance) against overlap.
-  double ahead_factor_ = 0.5;
+  // Measured on the sweep (docs/trace_sim.md): a quarter of the widest launch balances the
+  // bytes a deeper window costs against overlap. Every prefetched chunk not yet used holds
+  // a slot Belady would give the kept set, so in steady state the window's depth comes back
+  // as extra misses each step (a half cost 1.050x Belady's bytes on 8B b1 80%, a quarter
+  // 1.026x; a tenth leaves the link idle during compute: step 1.106x the bound).
+  double ahead_factor_ = 0.25;
   // A prefetch takes the furthest-used victim, but skips one still busy in a running launch
   // for the next candidate if that one is idle (1 = look at one more).
   int idle_scan_ = 1;

@@ -24,7 +24,8 @@ constexpr char kUsage[] = R"(usage:
   trace_sim --trace FILE [machine] [--policy P,...] [--warmup-steps N] [--json FILE]
   trace_sim --synthesize llama3-8b|llama3-70b [--batch N] [--steps N] [--context N]
             [--chunk BYTES] [--gpu-tflops F] --out FILE
-  trace_sim --sweep [machine] [--steps N] [--json FILE]   (8B/70B x batch 1/32 x HBM 80/50/25%)
+  trace_sim --sweep [machine] [--steps N (default 24)] [--json FILE]
+            (8B/70B x batch 1/32 x HBM 80/50/25%)
 
 machine:
   --machine pcie4|pcie5    link preset: 25 / 50 GB/s each direction, full duplex (default pcie5)
@@ -185,7 +186,7 @@ int Main(int argc, char** argv) {
     return true;
   };
   if (sweep) {
-    if (!steps_given) synth.steps = 8;
+    if (!steps_given) synth.steps = 24;
     for (const char* model : {"llama3-8b", "llama3-70b"}) {
       for (int batch : {1, 32}) {
         synth.batch = batch;
