@@ -45,7 +45,7 @@ class LearnedPolicy final : public Policy {
   static constexpr int64_t kMaxPeriod = int64_t{1} << 14;
 
   const char* name() const override { return "learned"; }
-  bool wants_launches() const override { return true; }
+  bool wants_launches() const override { return active_; }
   void OnAllocate(Allocation* allocation) override;
   void OnFree(Allocation* allocation) override;
   void OnResident(Chunk* chunk) override;

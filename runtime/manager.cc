@@ -87,7 +87,6 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
   if (manager->policy_ == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", config.policy, "\""));
   }
-  manager->learns_ = manager->policy_->wants_launches();
   auto device_pool = PhysicalPool::Create("HBM", PoolLocation{true, config.device, 0},
                                           config.chunk_bytes, effective.hbm_limit_bytes);
   if (!device_pool.ok()) return device_pool.status();
@@ -387,6 +386,14 @@ bool Manager::Evictable(const Chunk* c) const {
          (c->allocation->guarded() && nvme_ != nullptr);
 }
 
+std::vector<Chunk*> Manager::PickVictims(size_t count,
+                                         const std::function<bool(const Chunk*)>& eligible,
+                                         int64_t used_after) {
+  std::vector<Chunk*> victims = policy_->PickVictims(count, eligible, used_after);
+  learns_ = learns_ || policy_->wants_launches();
+  return victims;
+}
+
 absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan, int64_t used_after,
                                    bool may_wait) {
   MoveStep step;
@@ -398,7 +405,7 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
   absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
   auto eligible = [this](const Chunk* c) { return Evictable(c); };
   std::vector<Chunk*> victims;
-  if (!device.ok()) victims = policy_->PickVictims(1, eligible, used_after);
+  if (!device.ok()) victims = PickVictims(1, eligible, used_after);
   if (!device.ok() && victims.empty() && may_wait && mover_->pending()) {
     // Moves in flight hold chunks (leaving or entering HBM) that will be candidates once
     // they land: let them land. Chunks this plan claimed stay claimed meanwhile.
@@ -406,7 +413,7 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
     mover_->WaitForAll();
     mu_.Lock();
     device = device_pool_->Take();
-    if (!device.ok()) victims = policy_->PickVictims(1, eligible, used_after);
+    if (!device.ok()) victims = PickVictims(1, eligible, used_after);
   }
   auto unclaim = [&] {
     chunk->moving = false;

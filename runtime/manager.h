@@ -184,6 +184,9 @@ class Manager {
   void Claim(Chunk* chunk, Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `c` may be chosen to leave HBM now.
   bool Evictable(const Chunk* c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // policy_->PickVictims, then learns_ from the policy (it may have started learning).
+  std::vector<Chunk*> PickVictims(size_t count, const std::function<bool(const Chunk*)>& eligible,
+                                  int64_t used_after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings the allocation's chunks that are on NVMe back into host memory.
   absl::Status MakeMapped(CUdeviceptr base, size_t size, CUstream stream) ABSL_LOCKS_EXCLUDED(mu_);
   // Frees `chunks` host chunks by spilling guarded host-tier data (not `keep`'s, not pinned
@@ -221,7 +224,9 @@ class Manager {
   mutable absl::Mutex mu_;
   AllocationMap map_;  // internally synchronised; also read without mu_ (Owns)
   std::unique_ptr<Policy> policy_ ABSL_GUARDED_BY(mu_);
-  bool learns_ = false;  // policy_->wants_launches(), fixed at Create
+  // policy_->wants_launches() as of the last PickVictims: a policy that learns costs the
+  // launch path nothing until HBM is first full.
+  bool learns_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<Allocation*> allocations_ ABSL_GUARDED_BY(mu_);
   ManagerStats stats_ ABSL_GUARDED_BY(mu_);
   absl::Status last_move_status_ ABSL_GUARDED_BY(mu_);  // of the latest move job

@@ -46,8 +46,9 @@ class Policy {
   // `chunk` became device-resident / stopped being device-resident.
   virtual void OnResident(Chunk* chunk) = 0;
   virtual void OnLeave(Chunk* chunk) = 0;
-  // Whether it wants OnLaunch and OnUse (the launch path skips two calls per launch when
-  // it does not).
+  // Whether it wants OnLaunch and OnUse now (the launch path skips two calls per launch
+  // when it does not). May turn true in PickVictims (a policy that learns only once HBM is
+  // full); the manager reads it again after each PickVictims, and never turns it off.
   virtual bool wants_launches() const { return false; }
   // A launch (or copy) on `stream` names `allocations` (live, each once), before any of
   // their chunks is touched for it.
