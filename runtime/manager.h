@@ -58,7 +58,7 @@ struct ManagerConfig {
   size_t chunk_bytes = size_t{2} << 20;  // a multiple of the mapping granularity
   size_t hbm_limit_bytes = 0;            // capped at the device's memory
   size_t host_limit_bytes = 0;
-  std::string policy = "lru";
+  std::string policy = "learned";
   // NVMe tier: on when nvme_directory is set.
   std::string nvme_directory;
   uint64_t nvme_limit_bytes = 0;

@@ -139,10 +139,12 @@ struct Policy {
   X(kMinBytes, min_bytes, "SPILLWAY_MIN_BYTES", SizeOrZero, 1 * kMiB, "bytes", kNone,             \
     "Allocations smaller than this stay plain device memory, outside the tiers; 0 manages "       \
     "every allocation.")                                                                          \
-  X(kPolicy, policy, "SPILLWAY_POLICY", Policy, PolicyKind::kLru, "", kNone,                      \
-    "Eviction and prefetch policy. `lru` evicts the least recently used chunk and fetches on "    \
-    "demand. `learned` learns the repeating launch sequence (a decode step), evicts by "          \
-    "Belady's rule on it and fetches ahead of need (docs/runtime.md, \"The learned policy\").")   \
+  X(kPolicy, policy, "SPILLWAY_POLICY", Policy, PolicyKind::kLearned, "", kNone,                  \
+    "Eviction and prefetch policy. `learned` learns the repeating launch sequence (a decode "     \
+    "step), evicts by Belady's rule on it and fetches ahead of need; until HBM is first full it " \
+    "costs nothing, and until a sequence repeats it evicts the least recently used allocation "   \
+    "(docs/runtime.md, \"The learned policy\"). `lru` evicts the least recently used chunk and "  \
+    "fetches on demand.")                                                                         \
   X(kPrefetchAhead, prefetch_ahead, "SPILLWAY_PREFETCH_AHEAD", SizeOrZero, 0, "bytes", kNone,     \
     "With the learned policy: bytes fetched ahead of the launches that need them, and in moves "  \
     "not yet done, at most; 0: the widest launch, within an eighth and a half of "                \

@@ -103,9 +103,9 @@ OPTIONS
         Allocations smaller than SIZE stay plain device memory; 0 manages
         every allocation (SPILLWAY_MIN_BYTES, default 1MiB).
     --policy NAME
-        The eviction and prefetch policy: lru, or learned (Belady's rule on
-        the learned launch sequence, fetching ahead of need)
-        (SPILLWAY_POLICY, default lru).
+        The eviction and prefetch policy: learned (Belady's rule on the
+        learned launch sequence, fetching ahead of need), or lru (least
+        recently used, fetching on demand) (SPILLWAY_POLICY, default learned).
     --prefetch-ahead SIZE
         With --policy learned: bytes fetched ahead of need, at most; 0 picks
         the widest launch, within an eighth and a half of the HBM limit

@@ -35,9 +35,9 @@ inline std::string ReadWholeFile(const std::string& path) {
   return s.str();
 }
 
-// The suites run once more with SPW_TEST_POLICY=learned in ctest's environment (the
-// "*.UnderLearnedPolicy" tests): every Spillway process then runs under that policy,
-// unless its test chose one.
+// The suites run once more with SPW_TEST_POLICY=lru in ctest's environment (the
+// "*.UnderLruPolicy" tests; the default is learned): every Spillway process then runs under
+// that policy, unless its test chose one.
 inline void ApplyPolicyUnderTest(std::map<std::string, std::string>* env) {
   if (const char* policy = std::getenv("SPW_TEST_POLICY")) env->emplace("SPILLWAY_POLICY", policy);
 }

@@ -56,7 +56,7 @@ TEST(OptionsTest, DefaultsWhenNothingIsSet) {
   EXPECT_EQ(options->nvme_queue_depth, 8);
   EXPECT_EQ(options->chunk, 2 * kMiB);
   EXPECT_EQ(options->min_bytes, 1 * kMiB);
-  EXPECT_EQ(options->policy, PolicyKind::kLru);
+  EXPECT_EQ(options->policy, PolicyKind::kLearned);
   EXPECT_FALSE(options->virtual_capacity);
   EXPECT_EQ(options->log_level, LogLevel::kWarn);
   EXPECT_EQ(options->log_file, "");

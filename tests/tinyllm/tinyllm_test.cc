@@ -134,9 +134,10 @@ TEST_P(Tiered, SameTokensAndChecksumAsUnconstrained) {
   EXPECT_EQ(tiered.tokens, reference.tokens);
   EXPECT_EQ(tiered.checksum, reference.checksum);
   EXPECT_THAT(tiered.stats, HasSubstr("\"allocated_bytes\"")) << "no statistics written";
-  if (const char* policy = std::getenv("SPW_TEST_POLICY")) {
-    EXPECT_THAT(tiered.stats, HasSubstr(std::string("\"policy\": \"") + policy + "\""));
-  }
+  // The policy the run used: SPW_TEST_POLICY's, or the default.
+  const char* policy = std::getenv("SPW_TEST_POLICY");
+  EXPECT_THAT(tiered.stats, HasSubstr(std::string("\"policy\": \"") +
+                                      (policy != nullptr ? policy : "learned") + "\""));
   if (nvme && percent <= 50 && std::string(style) != "arena") {
     EXPECT_GT(JsonNumber(tiered.stats, "nvme_write_bytes"), 0u)
         << "the NVMe tier was not used: " << tiered.stats;
