@@ -11,8 +11,9 @@ Contract
   each twice, with --gen G and --gen G-D (same --ctx), so that the Spillway statistics of
   the decode steps alone are the difference of the two (see "Separating the decode" below).
   Host tier only: SPILLWAY_NVME_PATH is never set. Every inherited SPILLWAY_* and SIMCUDA_*
-  variable is dropped; --env KEY=VALUE (repeatable) adds to every Spillway run, e.g.
-  --env SPILLWAY_POLICY=learned, so a new policy is compared on the same footing.
+  variable is dropped; --env KEY=VALUE (repeatable) adds to every Spillway run. Each limit
+  runs under every policy of --policies (SPILLWAY_POLICY; default learned,lru), so a policy
+  is compared with LRU in the same sitting ("vs lru": LRU's step time / this one's).
 
   For each limit it reports decode tokens/s and the step time against
       bound = max(compute per step, min bytes per step / link speed)
@@ -67,8 +68,8 @@ def mib(n):
 def parse_args(argv):
     build = os.path.join(ROOT, "build")
     p = argparse.ArgumentParser(
-        description="tinyllm decode tokens/s under Spillway (host tier, LRU by default) at "
-        "HBM limits below the model size, against max(compute, (W-H)/link) per step.",
+        description="tinyllm decode tokens/s under Spillway (host tier) at HBM limits below "
+        "the model size, per policy, against max(compute, (W-H)/link) per step.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--build", default=build,
                    help="build tree the other paths default into")
@@ -98,9 +99,11 @@ def parse_args(argv):
     p.add_argument("--min-bytes", default="1M",
                    help="SPILLWAY_MIN_BYTES: smaller allocations (norms, KV, activations of "
                    "the default model) stay plain device memory, outside the limit")
+    p.add_argument("--policies", default="learned,lru",
+                   help="SPILLWAY_POLICY values to run each limit under, comma separated")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra variable for every Spillway run (repeatable), e.g. "
-                   "SPILLWAY_POLICY=lru")
+                   "SPILLWAY_PREFETCH_AHEAD=16M")
     p.add_argument("--repeat", type=int, default=2,
                    help="run each timed (long) configuration this many times and keep the "
                    "fastest decode: other work on the machine only ever slows a run down")
@@ -121,6 +124,11 @@ def parse_args(argv):
         a.extra_env = dict(kv.split("=", 1) for kv in a.env)
     except ValueError:
         p.error("--limits takes numbers separated by commas; --env takes KEY=VALUE")
+    a.policies = [x for x in a.policies.split(",") if x]
+    if "SPILLWAY_POLICY" in a.extra_env:
+        p.error("give the policy with --policies, not --env SPILLWAY_POLICY")
+    if not a.policies:
+        p.error("--policies needs at least one policy")
     for path in (a.tinyllm, a.module, a.lib, os.path.join(a.simcuda, "libcuda.so.1")):
         if not os.path.exists(path):
             p.error(f"{path} not found (build first: make build, or pass its flag)")
@@ -249,7 +257,7 @@ def main(argv):
                         for k in ("h2d_bytes", "d2h_bytes", "evictions",
                                   "fetches_on_demand", "fetches_prefetched")}
 
-            def row(label, percent, limit, long, short, spillway):
+            def row(label, percent, limit, long, short, spillway, policy=None):
                 nonlocal mismatch
                 step_s = long["decode_s"] / steps
                 h = limit // chunk * chunk if limit is not None else None
@@ -257,7 +265,8 @@ def main(argv):
                 bound_s = max(compute_s, min_bytes / link_bps)
                 ok = check(long, short)
                 mismatch |= not ok
-                r = {"run": label, "limit_percent": percent, "hbm_limit_bytes": limit,
+                r = {"run": label, "policy": policy, "limit_percent": percent,
+                     "hbm_limit_bytes": limit,
                      "decode_tok_s": long["decode_tok_s"], "step_s": step_s,
                      "bound_step_s": bound_s, "step_over_bound": step_s / bound_s,
                      "min_h2d_bytes_per_step": min_bytes, "tokens_match": ok}
@@ -284,10 +293,17 @@ def main(argv):
             row("Spillway, no limit", None, free_limit, full, full_short, True)
             for percent in a.limits:
                 limit = int(weight_bytes * percent / 100)
-                name = f"hbm{percent:g}"
-                long, short = b.pair(name, {"SPILLWAY_HBM_LIMIT": str(limit)})
-                runs[name] = long
-                row(f"{percent:g}%", percent, limit, long, short, True)
+                for policy in a.policies:
+                    name = f"hbm{percent:g}_{policy}"
+                    long, short = b.pair(name, {"SPILLWAY_HBM_LIMIT": str(limit),
+                                                "SPILLWAY_POLICY": policy})
+                    runs[name] = long
+                    row(f"{percent:g}% {policy}", percent, limit, long, short, True, policy)
+            # The baseline, measured in the same sitting: LRU's step time over each row's.
+            for r in rows:
+                lru = [x for x in rows if x["policy"] == "lru" and r["policy"] is not None
+                       and x["limit_percent"] == r["limit_percent"]]
+                r["speedup_vs_lru"] = lru[0]["step_s"] / r["step_s"] if lru else None
         except RunFailed:
             pass
 
@@ -297,7 +313,8 @@ def main(argv):
               f"vocab {cfg.get('vocab')}, {a.dtype}, {a.style}, prompt {a.prompt}, "
               f"{steps} decode steps (stats: difference of --gen {a.gen} and "
               f"{a.gen - a.diff_steps}); link {a.link_gbps:g} GB/s each way; chunk {a.chunk}; "
-              f"policy {a.extra_env.get('SPILLWAY_POLICY', 'lru (default)')}")
+              f"policies {', '.join(a.policies)}" +
+              (f"; env {' '.join(a.env)}" if a.env else ""))
     lines = [header]
     if rows:
         weight_bytes = runs["plain"]["weight_bytes"]
@@ -306,14 +323,15 @@ def main(argv):
                      f"(without Spillway {plain_step_s * 1e3:.2f} ms/step)")
         lines.append("| limit | decode tok/s | step ms | bound ms | step/bound | "
                      "H2D MiB/step | D2H MiB/step | min H2D MiB/step | H2D/min | "
-                     "bound for moved ms | "
+                     "bound for moved ms | vs lru | "
                      "tokens match |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             h2d = r.get("h2d_bytes_per_step")
             d2h = r.get("d2h_bytes_per_step")
             ratio = r.get("h2d_over_min")
             mb = r.get("moved_bound_step_s")
+            vs_lru = r.get("speedup_vs_lru")
             lines.append(
                 f"| {r['run']} | {r['decode_tok_s']:.1f} | {r['step_s'] * 1e3:.2f} | "
                 f"{r['bound_step_s'] * 1e3:.2f} | {r['step_over_bound']:.2f} | "
@@ -322,6 +340,7 @@ def main(argv):
                 f"{mib(r['min_h2d_bytes_per_step']):.1f} | "
                 f"{'-' if ratio is None else f'{ratio:.2f}'} | "
                 f"{'-' if mb is None else f'{mb * 1e3:.2f}'} | "
+                f"{'-' if vs_lru is None else f'{vs_lru:.2f}x'} | "
                 f"{'yes' if r['tokens_match'] else 'NO'} |")
     if any(r.get("h2d_below_min") for r in rows):
         lines.append("NOTE: H2D below the minimum where H2D/min < 1: some launch needed more than "
