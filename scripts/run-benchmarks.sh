@@ -4,7 +4,7 @@
 # Runs every benchmark of a build and collects their JSON and tables in one folder.
 #   scripts/run-benchmarks.sh [BUILD_DIR]      (default: build)
 # LINK_BENCH_ARGS adds flags to the tinyllm link benchmark, e.g.
-#   LINK_BENCH_ARGS="--env SPILLWAY_POLICY=learned" make bench
+#   LINK_BENCH_ARGS="--policies learned --limits 50" make bench
 # Results: BUILD_DIR/bench-results/*.json and summary.txt. Benchmarks are never part of
 # `make test`: they measure, they do not pass or fail.
 set -euo pipefail

@@ -250,9 +250,9 @@ actual_weights=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))
 
 for pct in 50 25; do
   limit=$(( actual_weights * pct / 100 ))
-  # 3b. Spillway: the HBM limit at pct% of the weights, the rest in the host tier.
+  # 3b. Spillway under LRU: the HBM limit at pct% of the weights, the rest in the host tier.
   run_step "tinyllm-spillway-$pct" "$run_limit" "${run_env[@]}" "$spillway" run \
-    --hbm-limit "$limit" "${spw_opts[@]}" --log-file "$out/logs/spillway-$pct.spwlog" \
+    --hbm-limit "$limit" --policy lru "${spw_opts[@]}" --log-file "$out/logs/spillway-$pct.spwlog" \
     --stats "$out/runs/spillway-$pct.stats.json" -- \
     "$tinyllm" "${tl_args[@]}" --json "$out/runs/spillway-$pct.json" || true
   # 3b'. The same under the learned policy (Belady on the learned launch order, fetching
