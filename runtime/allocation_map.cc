@@ -82,7 +82,7 @@ namespace {
 // launch's pointer, whichever allocation it falls in.
 struct RecentHits {
   static constexpr int kSlotBits = 6;
-  const AllocationMap* map = nullptr;
+  uint64_t map = 0;  // AllocationMap::instance_; 0 is none
   uint64_t erasures = 0;
   AllocationMap::Hit slots[1 << kSlotBits];
 
@@ -93,6 +93,11 @@ struct RecentHits {
 
 }  // namespace
 
+uint64_t AllocationMap::NextInstance() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector<Hit>* out) const {
   out->assign(addresses.size(), Hit{});
   size_t candidates = 0;
@@ -100,9 +105,9 @@ size_t AllocationMap::FindMany(std::span<const uintptr_t> addresses, std::vector
   if (candidates == 0) return 0;  // a launch with no pointer of ours takes no lock
   RecentHits& cache = PerThread<RecentHits>::Get();  // 1.5 KiB: on the heap
   const uint64_t erasures = erasures_.load(std::memory_order_acquire);
-  if (cache.map != this || cache.erasures != erasures) {
+  if (cache.map != instance_ || cache.erasures != erasures) {
     std::fill(std::begin(cache.slots), std::end(cache.slots), Hit{});
-    cache.map = this;
+    cache.map = instance_;
     cache.erasures = erasures;
   }
   size_t hits = 0;

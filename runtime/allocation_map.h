@@ -105,6 +105,11 @@ class AllocationMap {
   // without the lock while this is unchanged: launches name the same allocations again and
   // again. (Insert cannot make a recent hit wrong: ranges never overlap.)
   std::atomic<uint64_t> erasures_{0};
+  // Names this map in those per-thread caches. Not its address: a map created where a
+  // destroyed one was (spw_shutdown then spw_init, or one test after another) would find
+  // the old map's hits, pointers to freed allocations, under an erasure count that matches.
+  const uint64_t instance_ = NextInstance();
+  static uint64_t NextInstance();
 };
 
 }  // namespace spillway

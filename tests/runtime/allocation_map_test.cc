@@ -52,6 +52,27 @@ TEST(AllocationMapTest, Boundaries) {
   EXPECT_FALSE(map.Find(UINTPTR_MAX).has_value());
 }
 
+// A map built where a destroyed one was (the C API shut down and initialised again) must
+// not answer from the old map's per-thread cache of recent hits: those name freed
+// allocations, and both maps' erasure counts are 0.
+TEST(AllocationMapTest, ANewMapAtTheOldOnesAddressDoesNotSeeItsCachedHits) {
+  std::optional<AllocationMap> map;
+  map.emplace();
+  ASSERT_TRUE(map->Insert(0x10000, 0x1000, Tag(1)).ok());
+  const uintptr_t words[] = {0x10800};
+  std::vector<AllocationMap::Hit> hits;
+  ASSERT_EQ(map->FindMany(words, &hits), 1u);  // now in this thread's cache
+  EXPECT_EQ(hits[0].allocation, Tag(1));
+  map.reset();
+  map.emplace();  // the same storage
+  ASSERT_TRUE(map->Insert(0x10000, 0x1000, Tag(2)).ok());
+  ASSERT_EQ(map->FindMany(words, &hits), 1u);
+  EXPECT_EQ(hits[0].allocation, Tag(2));
+  map.reset();
+  map.emplace();
+  EXPECT_EQ(map->FindMany(words, &hits), 0u) << "an empty map found a range";
+}
+
 TEST(AllocationMapTest, EmptyMapFindsNothing) {
   AllocationMap map;
   EXPECT_FALSE(map.Find(0).has_value());
