@@ -28,15 +28,21 @@ class BeladyPolicy : public Policy {
         upcoming[replay.chunks[pos]] = static_cast<int64_t>(n);
       }
     }
+    first_use_ = std::move(upcoming);
   }
   ChunkId ChooseVictim(const Simulator& sim, size_t) override { return order_.Pick(sim); }
   void OnInsert(ChunkId c, size_t n) override { order_.Set(c, static_cast<int64_t>(n)); }
   void OnAccess(ChunkId c, size_t, size_t pos) override { order_.Set(c, next_use_[pos]); }
   void OnRemove(ChunkId c) override { order_.Remove(c); }
+  // A chunk leaving HBM keeps its next use; one never used yet (the initial host) its first.
+  int64_t HostKey(ChunkId c) const override {
+    return order_.Contains(c) ? order_.Key(c) : first_use_[c];
+  }
 
  private:
   VictimOrder order_;  // key = next use.
   std::vector<int64_t> next_use_;
+  std::vector<int64_t> first_use_;  // Per chunk.
 };
 
 }  // namespace

@@ -19,6 +19,8 @@ class LruPolicy : public Policy {
   void OnInsert(ChunkId c, size_t) override { order_.Set(c, -(++clock_)); }
   void OnAccess(ChunkId c, size_t, size_t) override { order_.Set(c, -(++clock_)); }
   void OnRemove(ChunkId c) override { order_.Remove(c); }
+  // A chunk never used counts as used before everything: the host drops it first.
+  int64_t HostKey(ChunkId c) const override { return order_.Contains(c) ? order_.Key(c) : 0; }
 
  private:
   VictimOrder order_;  // key = -(time of last use): the oldest is evicted first.

@@ -127,6 +127,11 @@ Simulator::Simulator(const Replay& replay, const Machine& machine, Policy& polic
   freed_.assign(replay.trace->allocations.size(), 0);
   const uint64_t slots = machine.hbm_bytes / replay.trace->chunk_bytes;
   for (uint64_t i = 0; i < slots; ++i) free_slots_.push(0);
+  host_limited_ = machine.host_bytes != Machine::kUnlimited;
+  in_host_.assign(n, 0);
+  host_ready_.assign(n, 0);
+  nvme_read_ns_per_chunk_ = chunk / machine.nvme_read_gbps;
+  nvme_write_ns_per_chunk_ = chunk / machine.nvme_write_gbps;
 }
 
 void Simulator::Evict(ChunkId c) {
@@ -136,6 +141,13 @@ void Simulator::Evict(ChunkId c) {
     d2h_free_ = start + d2h_ns_per_chunk_;
     slot_free = d2h_free_;
     result_.d2h_bytes += replay_.trace->chunk_bytes;
+  }
+  if (host_limited_) {
+    // Into the host tier; SettleHost (after the Bring that follows) drops what is over.
+    host_order_.Set(c, policy_.HostKey(c));
+    in_host_[c] = 1;
+    host_ready_[c] = slot_free;
+    ++host_count_;
   }
   resident_[c] = 0;
   free_slots_.push(slot_free);
@@ -148,7 +160,17 @@ void Simulator::Bring(ChunkId c, double now) {
   if (replay_.chunk_dirty[c] && !materialised_[c]) {
     arrival_[c] = std::max(now, slot_free);  // Fresh memory: nothing to copy.
   } else {
-    const double start = std::max({h2d_free_, now, slot_free});
+    double start = std::max({h2d_free_, now, slot_free});
+    if (host_limited_) {
+      if (in_host_[c]) {
+        in_host_[c] = 0;
+        host_order_.Remove(c);
+        --host_count_;
+        start = std::max(start, host_ready_[c]);
+      } else {  // On NVMe: read into a bounce buffer first, then copied on.
+        start = std::max(start, ReadFromNvme(now, 0));
+      }
+    }
     h2d_free_ = start + h2d_ns_per_chunk_;
     arrival_[c] = h2d_free_;
     result_.h2d_bytes += replay_.trace->chunk_bytes;
@@ -156,17 +178,73 @@ void Simulator::Bring(ChunkId c, double now) {
   materialised_[c] = 1;
   resident_[c] = 1;
   policy_.OnInsert(c, current_launch_);
+  if (host_limited_) SettleHost();
+}
+
+bool Simulator::Stage(ChunkId c, double now, int64_t key) {
+  double slot_free = 0;
+  if (host_count_ >= host_slots_) {
+    const ChunkId v = host_order_.Pick(*this, key);
+    if (v == kNoChunk) return false;
+    slot_free = DropFromHost(v);
+  }
+  in_host_[c] = 1;
+  ++host_count_;
+  host_ready_[c] = ReadFromNvme(now, slot_free);
+  host_order_.Set(c, key);
+  return true;
+}
+
+void Simulator::SettleHost() {
+  while (host_count_ > host_slots_) {
+    const ChunkId v = host_order_.Pick(*this);
+    if (v == kNoChunk) return;
+    DropFromHost(v);
+  }
+}
+
+double Simulator::DropFromHost(ChunkId c) {
+  in_host_[c] = 0;
+  host_order_.Remove(c);
+  --host_count_;
+  if (!replay_.chunk_dirty[c]) return host_ready_[c];
+  nvme_write_free_ = std::max(nvme_write_free_, host_ready_[c]) + nvme_write_ns_per_chunk_;
+  result_.nvme_write_bytes += replay_.trace->chunk_bytes;
+  return nvme_write_free_;
+}
+
+double Simulator::ReadFromNvme(double now, double slot_free) {
+  nvme_read_free_ = std::max({nvme_read_free_, now, slot_free}) + nvme_read_ns_per_chunk_;
+  result_.nvme_read_bytes += replay_.trace->chunk_bytes;
+  return nvme_read_free_;
 }
 
 absl::StatusOr<SimResult> Simulator::Run() {
   result_ = SimResult{};
   result_.policy = policy_.Name();
   policy_.Begin(replay_);
+  if (host_limited_) {
+    // The host starts with the first host_slots weight chunks touched; the rest is on NVMe.
+    host_order_.Reset(replay_.trace->total_chunks, &replay_.chunk_dirty);
+    host_slots_ = machine_.host_bytes / replay_.trace->chunk_bytes;
+    for (ChunkId c : replay_.chunks) {
+      if (host_count_ == host_slots_) break;
+      if (replay_.chunk_dirty[c] || in_host_[c]) continue;
+      in_host_[c] = 1;
+      host_order_.Set(c, policy_.HostKey(c));
+      ++host_count_;
+    }
+  }
   absl::flat_hash_map<uint64_t, double> stream_ready;
   for (const Replay::Op& op : replay_.ops) {
     if (op.type == Replay::Op::Type::kStep) {
-      result_.steps.push_back({result_.total_ns, result_.h2d_bytes, result_.d2h_bytes,
-                               result_.compute_ns, result_.stall_ns});
+      result_.steps.push_back({.time_ns = result_.total_ns,
+                               .h2d_bytes = result_.h2d_bytes,
+                               .d2h_bytes = result_.d2h_bytes,
+                               .nvme_read_bytes = result_.nvme_read_bytes,
+                               .nvme_write_bytes = result_.nvme_write_bytes,
+                               .compute_ns = result_.compute_ns,
+                               .stall_ns = result_.stall_ns});
       continue;
     }
     if (op.type == Replay::Op::Type::kFree) {
@@ -177,6 +255,11 @@ absl::StatusOr<SimResult> Simulator::Run() {
           resident_[c] = 0;
           free_slots_.push(std::max(busy_until_[c], arrival_[c]));
           policy_.OnRemove(c);
+        }
+        if (in_host_[c]) {
+          in_host_[c] = 0;
+          host_order_.Remove(c);
+          --host_count_;
         }
         materialised_[c] = 0;
       }

@@ -2,7 +2,8 @@
 //
 // The replay engine of trace_sim: HBM as a fixed number of chunk slots, one H2D and one D2H
 // copy engine (each a FIFO at its bandwidth, full duplex), streams that run their launches
-// in order, and a Policy that picks victims and may prefetch.
+// in order, and a Policy that picks victims and may prefetch. Optionally a host tier of
+// limited size backed by NVMe, with one NVMe read and one NVMe write engine (FIFOs).
 //
 // Timeline contract (docs/trace_sim.md): a launch starts when the previous launch on its
 // stream has ended and all its chunks are resident; it then runs for its compute time.
@@ -10,6 +11,24 @@
 // writes it back (D2H) after the last launch using it ends; its slot is free when that copy
 // ends. Weights are clean. A kv/other chunk never written before materialises in HBM
 // without a copy (fresh memory). Recorded `t_ns` only orders launches; it is not a time.
+//
+// NVMe tier (only when Machine::host_bytes is limited): the host tier holds up to
+// host_bytes / chunk_bytes chunks that are not in HBM (tiers are exclusive; a clean chunk
+// leaving HBM needs no copy, as without the limit: its host copy is taken to be still
+// valid). Everything else that exists is on NVMe. Weights are clean and always have a copy
+// on NVMe (the model file), so dropping one from host is free; a kv/other chunk dropped from
+// host is written to NVMe (the write engine; its host slot is free when the write ends).
+// Fetching a chunk that is on NVMe reads it (the read engine) into a bounce buffer outside
+// the host tier, and its H2D copy starts once the read has ended; a policy may instead stage
+// it (Stage: a read into a host slot, ahead of use). A chunk leaving host for HBM frees its
+// slot at once (the copy in flight is not counted), and the host drops what is over its
+// capacity after each fetch (SettleHost), so a swap needs no spare slot. At the
+// start the host holds the first host_slots weight chunks in first-touch order, the rest
+// are on NVMe. A chunk entering the host tier (evicted from HBM, staged, or at the start)
+// takes the key Policy::HostKey gives it; when the host is full, the chunk with the largest
+// key (clean first at a tie) leaves, which may be the one entering. Belady and LRU use
+// their HBM order (next use; last use), so neither gets a smarter host; learned says
+// otherwise (learned_policy.cc).
 //
 // Thread safety: none; one Simulator per thread.
 
@@ -41,6 +60,11 @@ struct Machine {
   double hbm_gbps = 4000;             // For compute estimates of launches without compute_ns.
   double compute_ns_per_launch = -1;  // >= 0: overrides every launch's compute time.
   uint64_t hbm_bytes = 0;
+  // Host tier for chunks not in HBM; kUnlimited: no NVMe traffic at all.
+  static constexpr uint64_t kUnlimited = std::numeric_limits<uint64_t>::max();
+  uint64_t host_bytes = kUnlimited;
+  double nvme_read_gbps = 7;  // A PCIe Gen4 x4 drive.
+  double nvme_write_gbps = 7;
 };
 
 // A trace flattened for replay: launches with deduplicated chunk lists and compute times.
@@ -103,7 +127,8 @@ class VictimOrder {
 // A replacement (and optionally prefetch) policy. The simulator calls, per launch n:
 // BeforeLaunch, then ChooseVictim for each slot it needs, OnInsert for each chunk made
 // resident, OnAccess for each chunk of the launch, then AfterLaunch. OnRemove for every
-// chunk leaving HBM (eviction or free).
+// chunk leaving HBM (eviction or free). With a limited host tier, HostKey(c) just before a
+// chunk enters it (before OnRemove when it leaves HBM; after Begin for the initial ones).
 class Policy {
  public:
   virtual ~Policy() = default;
@@ -115,6 +140,8 @@ class Policy {
   // pos: index of this access in Replay::chunks.
   virtual void OnAccess(ChunkId c, size_t n, size_t pos) = 0;
   virtual void OnRemove(ChunkId c) = 0;
+  // The host tier's eviction key for c (larger = dropped first), in the policy's own order.
+  virtual int64_t HostKey(ChunkId c) const = 0;
   virtual void AfterLaunch(Simulator& /*sim*/, size_t /*n*/, double /*now*/) {}
 };
 
@@ -125,6 +152,7 @@ std::vector<std::string> PolicyNames();
 struct StepMark {
   double time_ns = 0;  // All launches so far have ended.
   uint64_t h2d_bytes = 0, d2h_bytes = 0;
+  uint64_t nvme_read_bytes = 0, nvme_write_bytes = 0;
   double compute_ns = 0;  // Cumulative.
   double stall_ns = 0;
 };
@@ -132,6 +160,7 @@ struct StepMark {
 struct SimResult {
   std::string policy;
   uint64_t h2d_bytes = 0, d2h_bytes = 0;
+  uint64_t nvme_read_bytes = 0, nvme_write_bytes = 0;
   double stall_ns = 0;    // Sum over launches of (start - ready).
   double total_ns = 0;    // Makespan.
   double compute_ns = 0;  // Sum of compute times.
@@ -154,8 +183,23 @@ class Simulator {
   // Removes a resident, unpinned chunk (writing it back if dirty).
   void Evict(ChunkId c);
   // Makes c resident, copying it (or materialising it if never written); needs a free slot.
+  // A chunk on NVMe is read into host first.
   void Bring(ChunkId c, double now);
   double h2d_free_at() const { return h2d_free_; }
+
+  // The NVMe tier (all false / no-ops with an unlimited host).
+  bool HostLimited() const { return host_limited_; }
+  bool InHost(ChunkId c) const { return in_host_[c] != 0; }
+  // Exists, is not in HBM or host: a fetch would read it from NVMe first.
+  bool OnNvme(ChunkId c) const {
+    return host_limited_ && !resident_[c] && !in_host_[c] &&
+           (!replay_.chunk_dirty[c] || materialised_[c]);
+  }
+  // Reads c (OnNvme) into a host slot with host key `key`, dropping the host chunk with
+  // the largest key if that key is > `key`; false (nothing done) when there is none.
+  bool Stage(ChunkId c, double now, int64_t key);
+  // Changes the host key of c (InHost).
+  void SetHostKey(ChunkId c, int64_t key) { host_order_.Set(c, key); }
 
  private:
   const Replay& replay_;
@@ -164,9 +208,22 @@ class Simulator {
   size_t current_launch_ = 0;
   double h2d_ns_per_chunk_, d2h_ns_per_chunk_;
   double h2d_free_ = 0, d2h_free_ = 0;
-  std::priority_queue<double, std::vector<double>, std::greater<>> free_slots_;
+  using SlotQueue = std::priority_queue<double, std::vector<double>, std::greater<>>;
+  SlotQueue free_slots_;  // When each free HBM slot can be written.
   std::vector<uint8_t> resident_, pinned_, materialised_, freed_;
   std::vector<double> arrival_, busy_until_;
+
+  void SettleHost();               // Drops the chunks with the largest keys while the host is over.
+  double DropFromHost(ChunkId c);  // Writes c to NVMe if dirty; returns when its slot is free.
+  double ReadFromNvme(double now, double slot_free);  // Returns when the read ends.
+
+  bool host_limited_ = false;
+  double nvme_read_ns_per_chunk_ = 0, nvme_write_ns_per_chunk_ = 0;
+  double nvme_read_free_ = 0, nvme_write_free_ = 0;
+  uint64_t host_slots_ = 0, host_count_ = 0;
+  VictimOrder host_order_;  // The chunks in the host tier, by HostKey.
+  std::vector<uint8_t> in_host_;
+  std::vector<double> host_ready_;  // When c's data is complete in its host slot.
   SimResult result_;
 };
 

@@ -25,7 +25,8 @@ constexpr char kUsage[] = R"(usage:
   trace_sim --synthesize llama3-8b|llama3-70b [--batch N] [--steps N] [--context N]
             [--chunk BYTES] [--gpu-tflops F] --out FILE
   trace_sim --sweep [machine] [--steps N (default 24)] [--json FILE]
-            (8B/70B x batch 1/32 x HBM 80/50/25%)
+            (8B/70B x batch 1/32 x HBM 80/50/25%, no host limit; then 8B/70B batch 1
+            with HBM 25% and host 50% on NVMe at --nvme-gbps, on this link and pcie4)
 
 machine:
   --machine pcie4|pcie5    link preset: 25 / 50 GB/s each direction, full duplex (default pcie5)
@@ -34,7 +35,11 @@ machine:
   --hbm-fraction F         HBM = F x the trace's weight bytes (default 0.5)
   --hbm-gbps F             HBM bandwidth for compute estimates (default 4000)
   --compute-ns-per-launch N    every launch computes for N ns (overrides the trace)
-  --nvme-gbps F            accepted; the NVMe tier is not modelled yet (warns)
+  --host BYTES             host tier for chunks not in HBM; the rest lives on NVMe
+                           (default: unlimited, no NVMe traffic)
+  --host-fraction F        host tier = F x the trace's weight bytes
+  --nvme-gbps F            NVMe read bandwidth (default 7, a Gen4 x4 drive)
+  --nvme-write-gbps F      NVMe write bandwidth (default: the read bandwidth)
 policies: ondemand-lru, belady, learned (default: all)
 Launches without compute_ns compute for (bytes they touch) / --hbm-gbps.
 Per-step figures are over the steps after --warmup-steps (default 2).
@@ -86,8 +91,8 @@ int Main(int argc, char** argv) {
   bool sweep = false;
   Machine machine;
   std::string preset = "pcie5";
-  double h2d = 0, d2h = 0, hbm_fraction = 0.5, nvme = 0;
-  uint64_t hbm_bytes = 0;
+  double h2d = 0, d2h = 0, hbm_fraction = 0.5, host_fraction = -1, nvme_write = 0;
+  uint64_t hbm_bytes = 0, host_bytes = Machine::kUnlimited;
   int warmup = 2;
   bool steps_given = false;
   SynthOptions synth;
@@ -128,8 +133,14 @@ int Main(int argc, char** argv) {
       ok = absl::SimpleAtod(v, &machine.hbm_gbps) && machine.hbm_gbps > 0;
     else if (a == "--compute-ns-per-launch")
       ok = absl::SimpleAtod(v, &machine.compute_ns_per_launch);
+    else if (a == "--host")
+      ok = ParseBytes(v, &host_bytes);
+    else if (a == "--host-fraction")
+      ok = absl::SimpleAtod(v, &host_fraction) && host_fraction >= 0;
     else if (a == "--nvme-gbps")
-      ok = absl::SimpleAtod(v, &nvme);
+      ok = absl::SimpleAtod(v, &machine.nvme_read_gbps) && machine.nvme_read_gbps > 0;
+    else if (a == "--nvme-write-gbps")
+      ok = absl::SimpleAtod(v, &nvme_write) && nvme_write > 0;
     else if (a == "--warmup-steps")
       ok = absl::SimpleAtoi(v, &warmup) && warmup >= 0;
     else if (a == "--batch")
@@ -157,7 +168,7 @@ int Main(int argc, char** argv) {
   }
   if (h2d > 0) machine.h2d_gbps = h2d;
   if (d2h > 0) machine.d2h_gbps = d2h;
-  if (nvme > 0) std::fprintf(stderr, "trace_sim: warning: the NVMe tier is not modelled yet\n");
+  machine.nvme_write_gbps = nvme_write > 0 ? nvme_write : machine.nvme_read_gbps;
   for (const std::string& p : policies) {
     if (!MakePolicy(p)) return Usage("unknown policy " + p);
   }
@@ -177,6 +188,9 @@ int Main(int argc, char** argv) {
   auto compare = [&](const std::string& label, const Trace& trace) {
     machine.hbm_bytes =
         hbm_bytes > 0 ? hbm_bytes : static_cast<uint64_t>(hbm_fraction * trace.WeightBytes());
+    machine.host_bytes = host_fraction >= 0
+                             ? static_cast<uint64_t>(host_fraction * trace.WeightBytes())
+                             : host_bytes;
     auto cmp = Compare(label, trace, machine, policies, warmup);
     if (!cmp.ok()) {
       std::fprintf(stderr, "trace_sim: %s: %s\n", label.c_str(), cmp.status().ToString().c_str());
@@ -187,6 +201,8 @@ int Main(int argc, char** argv) {
   };
   if (sweep) {
     if (!steps_given) synth.steps = 24;
+    host_fraction = -1;  // The sweep sets the tiers itself.
+    host_bytes = Machine::kUnlimited;
     for (const char* model : {"llama3-8b", "llama3-70b"}) {
       for (int batch : {1, 32}) {
         synth.batch = batch;
@@ -196,6 +212,19 @@ int Main(int argc, char** argv) {
           if (!compare(std::string(model) + " b" + std::to_string(batch), trace)) return 1;
         }
       }
+    }
+    // The NVMe rows: the weights fit in neither HBM nor HBM + host; a quarter streams from
+    // NVMe every step.
+    synth.batch = 1;
+    hbm_fraction = 0.25;
+    host_fraction = 0.5;
+    for (const char* model : {"llama3-8b", "llama3-70b"}) {
+      const Trace trace = SynthesizeDecode(*FindModelShape(model), synth);
+      if (!compare(std::string(model) + " b1", trace)) return 1;
+      const Machine given = machine;
+      machine.h2d_gbps = machine.d2h_gbps = 25;  // The same on PCIe Gen4.
+      if (!compare(std::string(model) + " b1 pcie4", trace)) return 1;
+      machine = given;
     }
   } else if (!trace_path.empty()) {
     auto trace = ParseTraceFile(trace_path);
@@ -208,8 +237,10 @@ int Main(int argc, char** argv) {
     return Usage("give --trace FILE, --synthesize MODEL or --sweep");
   }
   std::printf(
-      "link %.0f/%.0f GB/s H2D/D2H, HBM bandwidth %.0f GB/s; per-step over steps after %d\n",
-      machine.h2d_gbps, machine.d2h_gbps, machine.hbm_gbps, warmup);
+      "link %.0f/%.0f GB/s H2D/D2H, HBM bandwidth %.0f GB/s, NVMe %.1f/%.1f GB/s read/write; "
+      "per-step over steps after %d\n",
+      machine.h2d_gbps, machine.d2h_gbps, machine.hbm_gbps, machine.nvme_read_gbps,
+      machine.nvme_write_gbps, warmup);
   PrintTable(rows, std::cout);
   if (!json_path.empty()) {
     std::ofstream out(json_path);
