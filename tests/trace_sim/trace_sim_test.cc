@@ -31,17 +31,21 @@ std::string ParseError(const std::string& text) {
   return t.ok() ? "" : std::string(t.status().message());
 }
 
-SimResult ReplayThrough(const Trace& trace, const std::string& policy, uint64_t hbm_bytes,
-                        double gbps = 1.0) {
-  Machine m;
-  m.h2d_gbps = m.d2h_gbps = gbps;
-  m.hbm_bytes = hbm_bytes;
+SimResult ReplayOn(const Trace& trace, const std::string& policy, const Machine& m) {
   const Replay replay = MakeReplay(trace, m);
   auto p = MakePolicy(policy);
   Simulator sim(replay, m, *p);
   absl::StatusOr<SimResult> r = sim.Run();
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? *r : SimResult{};
+}
+
+SimResult ReplayThrough(const Trace& trace, const std::string& policy, uint64_t hbm_bytes,
+                        double gbps = 1.0) {
+  Machine m;
+  m.h2d_gbps = m.d2h_gbps = gbps;
+  m.hbm_bytes = hbm_bytes;
+  return ReplayOn(trace, policy, m);
 }
 
 // `allocs` allocations of one chunk (1000 bytes) each, then `steps` steps that touch
@@ -194,15 +198,6 @@ Machine NvmeMachine(uint64_t hbm_bytes, uint64_t host_bytes, double nvme_gbps) {
   m.host_bytes = host_bytes;
   m.nvme_read_gbps = m.nvme_write_gbps = nvme_gbps;
   return m;
-}
-
-SimResult ReplayOn(const Trace& trace, const std::string& policy, const Machine& m) {
-  const Replay replay = MakeReplay(trace, m);
-  auto p = MakePolicy(policy);
-  Simulator sim(replay, m, *p);
-  absl::StatusOr<SimResult> r = sim.Run();
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : SimResult{};
 }
 
 TEST(NvmeTier, OnDemandFetchOfAnNvmeChunkCostsReadPlusH2d) {
