@@ -95,6 +95,7 @@ int Main(int argc, char** argv) {
   uint64_t hbm_bytes = 0, host_bytes = Machine::kUnlimited;
   int warmup = 2;
   bool steps_given = false;
+  std::string tier_flag;  // an HBM or host size given: the sweep sets its own
   SynthOptions synth;
   std::vector<std::string> policies = PolicyNames();
   for (size_t i = 0; i < args.size(); ++i) {
@@ -125,19 +126,23 @@ int Main(int argc, char** argv) {
       ok = absl::SimpleAtod(v, &h2d) && h2d > 0;
     else if (a == "--d2h-gbps")
       ok = absl::SimpleAtod(v, &d2h) && d2h > 0;
-    else if (a == "--hbm")
+    else if (a == "--hbm") {
       ok = ParseBytes(v, &hbm_bytes);
-    else if (a == "--hbm-fraction")
+      tier_flag = a;
+    } else if (a == "--hbm-fraction") {
       ok = absl::SimpleAtod(v, &hbm_fraction) && hbm_fraction > 0;
-    else if (a == "--hbm-gbps")
+      tier_flag = a;
+    } else if (a == "--hbm-gbps")
       ok = absl::SimpleAtod(v, &machine.hbm_gbps) && machine.hbm_gbps > 0;
     else if (a == "--compute-ns-per-launch")
       ok = absl::SimpleAtod(v, &machine.compute_ns_per_launch);
-    else if (a == "--host")
+    else if (a == "--host") {
       ok = ParseBytes(v, &host_bytes);
-    else if (a == "--host-fraction")
+      tier_flag = a;
+    } else if (a == "--host-fraction") {
       ok = absl::SimpleAtod(v, &host_fraction) && host_fraction >= 0;
-    else if (a == "--nvme-gbps")
+      tier_flag = a;
+    } else if (a == "--nvme-gbps")
       ok = absl::SimpleAtod(v, &machine.nvme_read_gbps) && machine.nvme_read_gbps > 0;
     else if (a == "--nvme-write-gbps")
       ok = absl::SimpleAtod(v, &nvme_write) && nvme_write > 0;
@@ -199,6 +204,11 @@ int Main(int argc, char** argv) {
     rows.push_back(std::move(*cmp));
     return true;
   };
+  if (sweep && !tier_flag.empty()) {
+    // Every row has its own HBM and host sizes: one given for all would be ignored (or,
+    // as --hbm once did, silently override every row).
+    return Usage("--sweep sets the HBM and host sizes of its rows; drop " + tier_flag);
+  }
   if (sweep) {
     if (!steps_given) synth.steps = 24;
     host_fraction = -1;  // The sweep sets the tiers itself.
