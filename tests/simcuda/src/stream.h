@@ -36,9 +36,9 @@ struct Graph;
 // Marks the end of one operation. Shared by the stream that runs it and by events and
 // other streams that wait for it.
 struct Completion {
-  bool done = false;            // GUARDED_BY(CompletionMutex())
-  double time_ms = 0;           // steady clock at completion, for cuEventElapsedTime
-  std::condition_variable cv;   // its waiters (with CompletionMutex())
+  bool done = false;           // GUARDED_BY(CompletionMutex())
+  double time_ms = 0;          // steady clock at completion, for cuEventElapsedTime
+  std::condition_variable cv;  // its waiters (with CompletionMutex())
 };
 using CompletionRef = std::shared_ptr<Completion>;
 
