@@ -194,18 +194,7 @@ absl::Status Mover::GateStream(CUstream stream, uint64_t sequence) {
   return absl::OkStatus();
 }
 
-void Mover::WaitFor(uint64_t sequence) {
-  struct Target {
-    const Mover* mover;
-    uint64_t sequence;
-  } target{this, sequence};
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](Target* t) {
-        return t->mover->completed_.load(std::memory_order_acquire) >= t->sequence;
-      },
-      &target));
-}
+void Mover::WaitFor(uint64_t sequence) { WaitFor(sequence, absl::InfiniteDuration()); }
 
 bool Mover::WaitFor(uint64_t sequence, absl::Duration timeout) {
   struct Target {
@@ -223,19 +212,12 @@ bool Mover::WaitFor(uint64_t sequence, absl::Duration timeout) {
 }
 
 bool Mover::WaitForAll(absl::Duration timeout) {
-  struct Target {
-    const Mover* mover;
-    uint64_t sequence;
-  };
-  absl::MutexLock lock(&mu_);
-  Target target{this, next_sequence_ - 1};
-  return mu_.AwaitWithTimeout(absl::Condition(
-                                  +[](Target* t) {
-                                    return t->mover->completed_.load(std::memory_order_acquire) >=
-                                           t->sequence;
-                                  },
-                                  &target),
-                              timeout);
+  uint64_t last = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    last = next_sequence_ - 1;
+  }
+  return WaitFor(last, timeout);
 }
 
 bool Mover::pending() {
@@ -243,14 +225,7 @@ bool Mover::pending() {
   return completed_.load(std::memory_order_acquire) + 1 < next_sequence_;
 }
 
-void Mover::WaitForAll() {
-  uint64_t last = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    last = next_sequence_ - 1;
-  }
-  WaitFor(last);
-}
+void Mover::WaitForAll() { WaitForAll(absl::InfiniteDuration()); }
 
 void Mover::Run() {
   Driver().cuCtxSetCurrent(context_);
