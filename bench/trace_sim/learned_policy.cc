@@ -122,34 +122,23 @@ class LearnedPolicy : public Policy {
       ahead_.pop_front();
     }
     if (sim.HostLimited()) StageFromNvme(sim, n, now);
-    size_t m = std::max(cursor_, n + 1);
-    for (; m <= n + period_; ++m) {
-      bool blocked = false;
-      for (ChunkId c : At(m - period_).chunks) {
-        if (sim.IsResident(c) || !sim.IsLive(c)) continue;
-        if (ahead_chunks_ >= ahead_limit_ || sim.OnNvme(c)) {
-          blocked = true;
-          break;
-        }
-        if (!sim.HasFreeSlot()) {
-          const ChunkId victim =
-              order_.PickIdle(sim, static_cast<int64_t>(m), now, idle_scan_, unused_prefetch_);
-          if (victim == kNoChunk) {
-            blocked = true;
-            break;
-          }
-          sim.Evict(victim);
-        }
-        sim.Bring(c, now);
-        order_.Set(c, static_cast<int64_t>(m));
-        unused_prefetch_[c] = 1;
-        if (ahead_.empty() || ahead_.back().first != m) ahead_.emplace_back(m, 0);
-        ++ahead_.back().second;
-        ++ahead_chunks_;
+    cursor_ = WalkPredicted(cursor_, n, [&](size_t m, ChunkId c) {
+      if (sim.IsResident(c) || !sim.IsLive(c)) return true;
+      if (ahead_chunks_ >= ahead_limit_ || sim.OnNvme(c)) return false;
+      if (!sim.HasFreeSlot()) {
+        const ChunkId victim =
+            order_.PickIdle(sim, static_cast<int64_t>(m), now, idle_scan_, unused_prefetch_);
+        if (victim == kNoChunk) return false;
+        sim.Evict(victim);
       }
-      if (blocked) break;
-    }
-    cursor_ = m;
+      sim.Bring(c, now);
+      order_.Set(c, static_cast<int64_t>(m));
+      unused_prefetch_[c] = 1;
+      if (ahead_.empty() || ahead_.back().first != m) ahead_.emplace_back(m, 0);
+      ++ahead_.back().second;
+      ++ahead_chunks_;
+      return true;
+    });
   }
 
  private:
@@ -158,6 +147,19 @@ class LearnedPolicy : public Policy {
     std::vector<ChunkId> chunks;
   };
   Entry& At(size_t n) { return ring_[n % ring_.size()]; }
+
+  // Offers each chunk of the predicted launches max(from, n + 1) .. n + period_, in order,
+  // to visit(m, c) until it returns false (blocked); returns the launch to resume at.
+  template <typename Visit>
+  size_t WalkPredicted(size_t from, size_t n, Visit visit) {
+    size_t m = std::max(from, n + 1);
+    for (; m <= n + period_; ++m) {
+      for (ChunkId c : At(m - period_).chunks) {
+        if (!visit(m, c)) return m;
+      }
+    }
+    return m;
+  }
 
   // The NVMe window: reads chunks on NVMe into host for predicted launches, in order, while
   // fewer than stage_limit_ staged chunks wait for their launch. A staged chunk is kept in
@@ -168,21 +170,15 @@ class LearnedPolicy : public Policy {
       if (sim.InHost(c)) sim.SetHostKey(c, HostKey(c));  // Predicted, not used.
       staged_.pop_front();
     }
-    size_t m = std::max(stage_cursor_, n + 1);
-    for (; m <= n + period_; ++m) {
-      bool blocked = false;
-      for (ChunkId c : At(m - period_).chunks) {
-        if (!sim.IsLive(c) || !sim.OnNvme(c)) continue;
-        if (staged_.size() >= stage_limit_ ||
-            !sim.Stage(c, now, kStagedKey + static_cast<int64_t>(m))) {
-          blocked = true;
-          break;
-        }
-        staged_.emplace_back(m, c);
+    stage_cursor_ = WalkPredicted(stage_cursor_, n, [&](size_t m, ChunkId c) {
+      if (!sim.IsLive(c) || !sim.OnNvme(c)) return true;
+      if (staged_.size() >= stage_limit_ ||
+          !sim.Stage(c, now, kStagedKey + static_cast<int64_t>(m))) {
+        return false;
       }
-      if (blocked) break;
-    }
-    stage_cursor_ = m;
+      staged_.emplace_back(m, c);
+      return true;
+    });
   }
 
   int64_t KeyOf(ChunkId c) const {
