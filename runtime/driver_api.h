@@ -60,7 +60,8 @@ namespace spillway {
   X(cuEventDestroy, 4000)                 \
   X(cuEventRecord, 2000)                  \
   X(cuEventQuery, 2000)                   \
-  X(cuEventSynchronize, 2000)
+  X(cuEventSynchronize, 2000)             \
+  X(cuEventElapsedTime, 12080)
 
 struct DriverApi {
 #define SPW_DECLARE_ENTRY(name, version) PFN_##name##_v##version name = nullptr;

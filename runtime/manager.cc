@@ -109,7 +109,25 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
   auto mover = Mover::Create(config.device, config.chunk_bytes, manager->nvme_.get(), numa);
   if (!mover.ok()) return mover.status();
   manager->mover_ = std::move(*mover);
+  manager->CalibrateLink();
   return manager;
+}
+
+void Manager::CalibrateLink() {
+  absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
+  absl::StatusOr<PhysicalChunk> host = host_pool_->Take();
+  absl::Status status = !device.ok() ? device.status() : host.status();
+  if (status.ok()) status = mover_->Calibrate(host->home, device->home, kCalibrationBytes);
+  if (device.ok()) device_pool_->Give(*device);
+  if (host.ok()) host_pool_->Give(*host);
+  if (!status.ok()) {
+    // Not fatal: the window keeps its HBM cap until the first moves are measured.
+    SPW_LOG(kWarn, "link not measured at start-up: {}", std::string(status.message()));
+    return;
+  }
+  SPW_LOG(kInfo, "device {} link: {:.2f} GB/s host to device, {:.2f} GB/s device to host",
+          config_.device, mover_->h2d_link().bytes_per_s() / 1e9,
+          mover_->d2h_link().bytes_per_s() / 1e9);
 }
 
 Manager::~Manager() {
@@ -524,14 +542,11 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
       continue;
     }
     switch (step.kind) {
-      case MoveStep::Kind::kToHost: {
-        bool clean_remap = chunk.tier == Tier::kDevice && !step.copy;
+      case MoveStep::Kind::kToHost:
         leave(chunk, Tier::kHost);
         chunk.host = step.target;
         chunk.host_copy_valid = false;
-        (void)clean_remap;
         break;
-      }
       case MoveStep::Kind::kToDevice:
         leave(chunk, Tier::kDevice);
         chunk.device = step.target;
@@ -539,15 +554,12 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
         ++(step.reason == FetchReasonTag::kOnDemand ? stats_.fetches_on_demand
                                                     : stats_.fetches_prefetched);
         break;
-      case MoveStep::Kind::kToNvme: {
-        bool keep_extent = chunk.nvme.has_value();
+      case MoveStep::Kind::kToNvme:
         leave(chunk, Tier::kNvme);
         chunk.nvme = step.extent;
         chunk.nvme_copy_valid = false;
-        (void)keep_extent;
         if (step.copy) ++stats_.spills;
         break;
-      }
       case MoveStep::Kind::kRelease:
         if (chunk.tier == Tier::kDevice) device_pool_->Give(chunk.device);
         if (chunk.tier == Tier::kHost || chunk.host_copy_valid) host_pool_->Give(chunk.host);
@@ -802,6 +814,25 @@ void Manager::Unpin(std::span<const AllocationMap::Hit> allocations, uint64_t fo
   }
 }
 
+uint64_t PrefetchWindowBytes(uint64_t configured, uint64_t hbm_limit_bytes,
+                             uint64_t widest_launch_bytes, uint64_t chunk_bytes,
+                             double link_bytes_per_s) {
+  uint64_t window = configured;
+  if (window == 0) {
+    // The HBM cap: measured on the link benchmark (docs/benchmarks.md), the widest launch
+    // or an eighth of HBM beats twice the widest launch by 20 % in step time.
+    window = std::min(std::max(hbm_limit_bytes / 8, widest_launch_bytes), hbm_limit_bytes / 2);
+    // On a GPU an eighth of HBM is seconds of link time (17 GB of an H200 over a 50 GB/s
+    // link), each byte of it a byte Belady cannot keep; what the link moves in the lead
+    // time rides through a move's fixed costs (a remap, a commit) and the program's jitter.
+    if (link_bytes_per_s > 0) {
+      const auto lead = static_cast<uint64_t>(link_bytes_per_s * kPrefetchLeadSeconds);
+      window = std::min(window, std::max(lead, widest_launch_bytes / 4));
+    }
+  }
+  return std::max<uint64_t>(window, 2 * chunk_bytes);
+}
+
 void Manager::PrefetchAhead() {
   const int64_t period = policy_->period();
   const int64_t now = policy_->current_launch();
@@ -828,15 +859,9 @@ void Manager::PrefetchAhead() {
   }
   const uint64_t chunk_bytes = config_.chunk_bytes;
   // Bytes fetched ahead of need (and in moves not yet done), at most.
-  uint64_t window = config_.prefetch_ahead_bytes;
-  if (window == 0) {
-    // Wider overlaps more, but every byte fetched ahead is a byte of HBM that Belady
-    // cannot keep: measured on the link benchmark (docs/benchmarks.md), the widest launch
-    // or an eighth of HBM beats twice the widest launch by 20 % in step time.
-    window = std::min(std::max(config_.hbm_limit_bytes / 8, widest_launch_bytes_),
-                      config_.hbm_limit_bytes / 2);
-  }
-  window = std::max<uint64_t>(window, 2 * chunk_bytes);
+  const uint64_t window =
+      PrefetchWindowBytes(config_.prefetch_ahead_bytes, config_.hbm_limit_bytes,
+                          widest_launch_bytes_, chunk_bytes, mover_->h2d_link().bytes_per_s());
   // Launches' fetches go out together up to this size: each move has a fixed cost (a wait,
   // a remap per chunk, a commit) that small ones would pay per few chunks.
   const uint64_t job_bytes = std::max<uint64_t>(chunk_bytes, window / 4);
@@ -1056,8 +1081,14 @@ absl::Status Manager::LastMoveStatus() {
 }
 
 ManagerStats Manager::Stats() {
-  absl::MutexLock lock(&mu_);
-  return stats_;
+  ManagerStats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats = stats_;
+  }
+  stats.h2d_link_bytes_per_s = static_cast<uint64_t>(mover_->h2d_link().bytes_per_s());
+  stats.d2h_link_bytes_per_s = static_cast<uint64_t>(mover_->d2h_link().bytes_per_s());
+  return stats;
 }
 
 }  // namespace spillway

@@ -90,7 +90,24 @@ struct ManagerStats {
   uint64_t spills = 0;              // chunks written to NVMe
   uint64_t stall_ns = 0;            // time application streams were held for moves
   uint64_t moves = 0;               // move jobs completed
+  // The link as measured (LinkMeter: at start-up, then from the moves' copies), in bytes
+  // per second; 0 when not measured yet. Summed over devices in a total.
+  uint64_t h2d_link_bytes_per_s = 0;
+  uint64_t d2h_link_bytes_per_s = 0;
 };
+
+// The learned prefetch's window: how many bytes may be fetched ahead of the launches that
+// need them. Every byte ahead holds HBM that Belady's rule would keep, so the window is
+// what keeps the link busy and no more: the bytes the measured link moves in
+// kPrefetchLead, and at least a quarter of the widest predicted launch (in pieces of that
+// size the launch's own fetches overlap the launches before it); never more than an eighth
+// of HBM (or the widest launch, if larger), nor half of it. `configured`
+// (SPILLWAY_PREFETCH_AHEAD) replaces the rule; `link_bytes_per_s` 0 (not measured) leaves
+// the HBM fraction. At least two chunks.
+inline constexpr double kPrefetchLeadSeconds = 0.008;
+uint64_t PrefetchWindowBytes(uint64_t configured, uint64_t hbm_limit_bytes,
+                             uint64_t widest_launch_bytes, uint64_t chunk_bytes,
+                             double link_bytes_per_s);
 
 using FetchReason = FetchReasonTag;
 
@@ -171,6 +188,10 @@ class Manager {
 
  private:
   explicit Manager(const ManagerConfig& config) : config_(config) {}
+  // Seeds the mover's link meters with timed copies between a chunk of each pool (a few
+  // milliseconds at start-up); a failure only leaves them unseeded.
+  static constexpr uint64_t kCalibrationBytes = uint64_t{8} << 20;
+  void CalibrateLink();
 
   struct Plan;
   // Each adds the steps that move `chunk` to a tier (and whatever must move to make room).

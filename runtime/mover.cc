@@ -20,6 +20,17 @@ int64_t NowNs() {
       .count();
 }
 
+namespace {
+
+// What the device took between two completed timing events; 0 if it cannot tell.
+double ElapsedSeconds(CUevent start, CUevent end) {
+  float ms = 0;
+  if (Driver().cuEventElapsedTime(&ms, start, end) != CUDA_SUCCESS) return 0;
+  return ms / 1e3;
+}
+
+}  // namespace
+
 std::shared_ptr<BusyEvent> BusyEvent::Create() {
   auto busy = std::make_shared<BusyEvent>();
   if (Driver().cuEventCreate(&busy->event, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) return nullptr;
@@ -54,8 +65,10 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
                                  CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP));
   mover->gate_ = static_cast<volatile uint32_t*>(gate);
   for (Slot& slot : mover->slots_) {
-    SPW_CHECK_CU(cu.cuEventCreate(&slot.out_done, CU_EVENT_DISABLE_TIMING));
-    SPW_CHECK_CU(cu.cuEventCreate(&slot.in_done, CU_EVENT_DISABLE_TIMING));
+    // Timing events: the link meters read what the engines took between them.
+    for (CUevent* event : {&slot.out_done, &slot.in_done, &slot.out_start, &slot.in_start}) {
+      SPW_CHECK_CU(cu.cuEventCreate(event, CU_EVENT_DEFAULT));
+    }
   }
   *mover->gate_ = 0;
   if (nvme != nullptr) {
@@ -117,8 +130,9 @@ Mover::~Mover() {
   for (CUevent event : staging_free_) cu.cuEventDestroy(event);
   for (Slot& slot : slots_) {
     for (CUevent event : slot.evicted) cu.cuEventDestroy(event);
-    if (slot.out_done != nullptr) cu.cuEventDestroy(slot.out_done);
-    if (slot.in_done != nullptr) cu.cuEventDestroy(slot.in_done);
+    for (CUevent event : {slot.out_done, slot.in_done, slot.out_start, slot.in_start}) {
+      if (event != nullptr) cu.cuEventDestroy(event);
+    }
   }
   for (void* p : staging_) cu.cuMemHostUnregister(p);
   for (void* raw : staging_mappings_) munmap(raw, chunk_bytes_ + (size_t{2} << 20));
@@ -192,6 +206,49 @@ absl::Status Mover::GateStream(CUstream stream, uint64_t sequence) {
                                             static_cast<cuuint32_t>(sequence),
                                             CU_STREAM_WAIT_VALUE_GEQ));
   return absl::OkStatus();
+}
+
+absl::Status Mover::Calibrate(CUdeviceptr host, CUdeviceptr device, uint64_t bytes) {
+  const DriverApi& cu = Driver();
+  const uint64_t copies = std::max<uint64_t>(2, bytes / chunk_bytes_);
+  CUevent events[4] = {};  // H2D start, end; D2H start, end
+  absl::Status status;
+  for (CUevent& event : events) {
+    if (CUresult r = cu.cuEventCreate(&event, CU_EVENT_DEFAULT); r != CUDA_SUCCESS) {
+      status = CudaError(r, "cuEventCreate");
+    }
+  }
+  auto run = [&]() -> absl::Status {
+    // One copy each way first: the first copy of a process pays set-up costs.
+    SPW_CHECK_CU(cu.cuMemcpyAsync(device, host, chunk_bytes_, h2d_));
+    SPW_CHECK_CU(cu.cuMemcpyAsync(host, device, chunk_bytes_, d2h_));
+    SPW_CHECK_CU(cu.cuStreamSynchronize(h2d_));
+    SPW_CHECK_CU(cu.cuStreamSynchronize(d2h_));
+    // Both directions at once, as moves run them (the buffers' contents do not matter).
+    SPW_CHECK_CU(cu.cuEventRecord(events[0], h2d_));
+    SPW_CHECK_CU(cu.cuEventRecord(events[2], d2h_));
+    for (uint64_t i = 0; i < copies; ++i) {
+      SPW_CHECK_CU(cu.cuMemcpyAsync(device, host, chunk_bytes_, h2d_));
+      SPW_CHECK_CU(cu.cuMemcpyAsync(host, device, chunk_bytes_, d2h_));
+    }
+    SPW_CHECK_CU(cu.cuEventRecord(events[1], h2d_));
+    SPW_CHECK_CU(cu.cuEventRecord(events[3], d2h_));
+    SPW_CHECK_CU(cu.cuEventSynchronize(events[1]));
+    SPW_CHECK_CU(cu.cuEventSynchronize(events[3]));
+    h2d_link_.Add(copies * chunk_bytes_, ElapsedSeconds(events[0], events[1]));
+    d2h_link_.Add(copies * chunk_bytes_, ElapsedSeconds(events[2], events[3]));
+    return absl::OkStatus();
+  };
+  if (status.ok()) status = run();
+  if (!status.ok()) {
+    // Copies may be queued up to where it failed: let them end before the buffers go back.
+    cu.cuStreamSynchronize(h2d_);
+    cu.cuStreamSynchronize(d2h_);
+  }
+  for (CUevent event : events) {
+    if (event != nullptr) cu.cuEventDestroy(event);
+  }
+  return status;
 }
 
 void Mover::WaitFor(uint64_t sequence) { WaitFor(sequence, absl::InfiniteDuration()); }
@@ -327,8 +384,13 @@ absl::Status Mover::CopyOut(MoveJob& job) {
     const Chunk& chunk = *step.chunk;
     if (!step.copy || chunk.tier == Tier::kNvme) continue;
     if (step.kind == MoveStep::Kind::kToHost && chunk.tier == Tier::kDevice) {
+      Slot& slot = slots_[job.sequence % kSlots];
+      if (!slot.out_timed) {
+        SPW_CHECK_CU(cu.cuEventRecord(slot.out_start, d2h_));
+        slot.out_timed = true;
+      }
       SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.device.home, chunk_bytes_, d2h_));
-      std::vector<CUevent>& evicted = slots_[job.sequence % kSlots].evicted;
+      std::vector<CUevent>& evicted = slot.evicted;
       if (evictions == evicted.size()) {
         CUevent event = nullptr;
         SPW_CHECK_CU(cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING));
@@ -375,6 +437,13 @@ absl::Status Mover::CopyIn(MoveJob& job) {
       // Into the HBM chunk an eviction of this job gives up: once that copy is out.
       if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
         SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
+      }
+      // Timed from here, after the first donor's copy out: the meter measures the link,
+      // not how long the first fetch waited for room.
+      Slot& slot = slots_[job.sequence % kSlots];
+      if (!slot.in_timed) {
+        SPW_CHECK_CU(cu.cuEventRecord(slot.in_start, h2d_));
+        slot.in_timed = true;
       }
       SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
       job.bytes_h2d += chunk_bytes_;
@@ -435,6 +504,8 @@ absl::Status Mover::StartCopies(MoveJob& job) {
     SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, busy->event, 0));
     SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, busy->event, 0));
   }
+  Slot& timing = slots_[job.sequence % kSlots];
+  timing.out_timed = timing.in_timed = false;
   // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
   // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;
@@ -463,6 +534,14 @@ absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
   if (!started.ok()) return started;
   if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
   if (in != CUDA_SUCCESS) return CudaError(in, "copying into HBM");
+  // A job with NVMe steps copies at the drive's pace, not the link's: not a sample.
+  if (!UsesNvme(job)) {
+    const Slot& slot = slots_[job.sequence % kSlots];
+    if (slot.in_timed) h2d_link_.Add(job.bytes_h2d, ElapsedSeconds(slot.in_start, slot.in_done));
+    if (slot.out_timed) {
+      d2h_link_.Add(job.bytes_d2h, ElapsedSeconds(slot.out_start, slot.out_done));
+    }
+  }
   return Remap(job);
 }
 

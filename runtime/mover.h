@@ -49,6 +49,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "runtime/chunk.h"
+#include "runtime/link_meter.h"
 #include "runtime/nvme_store.h"
 
 namespace spillway {
@@ -143,6 +144,14 @@ class Mover {
   // The same for at most `timeout`; false if jobs are still pending then.
   bool WaitForAll(absl::Duration timeout);
   uint64_t completed() const { return completed_.load(std::memory_order_acquire); }
+  // Times copies of `bytes` (at least two of each) from `host` to `device` and back, both
+  // directions at once as moves run them, and seeds the link meters with the result.
+  // Both must be chunk_bytes-sized (or larger) buffers the copy engines can reach (pool
+  // homes). Call before the first Submit: it uses the copy streams from the calling thread.
+  absl::Status Calibrate(CUdeviceptr host, CUdeviceptr device, uint64_t bytes);
+  // The link as measured (LinkMeter): at start-up, then from every move's copies.
+  const LinkMeter& h2d_link() const { return h2d_link_; }
+  const LinkMeter& d2h_link() const { return d2h_link_; }
   // Whether jobs were submitted that have not completed yet.
   bool pending();
 
@@ -191,12 +200,21 @@ class Mover {
   struct Slot {
     CUevent out_done = nullptr;  // recorded after the job's copies, on each copy stream
     CUevent in_done = nullptr;
+    // Recorded right before the job's first copy in each direction (timing events, as are
+    // the two above): what the engine took for the job's bytes, for the link meters. Null
+    // pointers in the job: no copy that direction.
+    CUevent out_start = nullptr;
+    CUevent in_start = nullptr;
+    bool out_timed = false;  // out_start was recorded for the job in this slot
+    bool in_timed = false;
     // Per eviction of the job: recorded on the D2H stream after its copy, so that the fetch
     // into the HBM chunk it gives up starts as soon as that copy is done, while the next
     // eviction's copy runs (both links busy at once). Grown as jobs need.
     std::vector<CUevent> evicted;
   };
   Slot slots_[kSlots];
+  LinkMeter h2d_link_;
+  LinkMeter d2h_link_;
   std::atomic<uint64_t> completed_{0};
 
   absl::Mutex mu_;

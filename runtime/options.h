@@ -147,9 +147,10 @@ struct Policy {
     "fetches on demand.")                                                                         \
   X(kPrefetchAhead, prefetch_ahead, "SPILLWAY_PREFETCH_AHEAD", SizeOrZero, 0, "bytes", kNone,     \
     "With the learned policy: bytes fetched ahead of the launches that need them, and in moves "  \
-    "not yet done, at most; 0: the widest launch, within an eighth and a half of "                \
-    "SPILLWAY_HBM_LIMIT. More overlaps more of the link with compute, but constrains eviction "  \
-    "(more bytes move): docs/runtime.md.")                                                        \
+    "not yet done, at most; 0: what the measured link moves in 8 ms (at least a quarter of the "  \
+    "widest launch), within an eighth of SPILLWAY_HBM_LIMIT (or the widest launch) and half of " \
+    "it. More overlaps more of the link with compute, but constrains eviction (more bytes "      \
+    "move): docs/runtime.md.")                                                                    \
   X(kVirtualCapacity, virtual_capacity, "SPILLWAY_VIRTUAL_CAPACITY", Bool, false, "", kNone,      \
     "1: report SPILLWAY_HBM_LIMIT plus the host tier as the device's memory, so that programs "   \
     "that size themselves from free memory plan for the tiers.")                                  \

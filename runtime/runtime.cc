@@ -48,6 +48,8 @@ void AddStats(ManagerStats& total, const ManagerStats& s) {
   total.spills += s.spills;
   total.stall_ns += s.stall_ns;
   total.moves += s.moves;
+  total.h2d_link_bytes_per_s += s.h2d_link_bytes_per_s;
+  total.d2h_link_bytes_per_s += s.d2h_link_bytes_per_s;
 }
 
 std::string StatsObject(const ManagerStats& s) {
@@ -212,7 +214,10 @@ std::string Runtime::StatsJson() {
     absl::StrAppend(&devices, devices.empty() ? "" : ", ", "\"", d,
                     "\": {\"hbm_limit_bytes\": ", managers_[d]->hbm_limit_bytes(),
                     ", \"chunk_bytes\": ", managers_[d]->chunk_bytes(), ", \"policy\": \"",
-                    managers_[d]->policy_name(), "\", \"stats\": ", StatsObject(stats), "}");
+                    managers_[d]->policy_name(),
+                    "\", \"h2d_link_bytes_per_s\": ", stats.h2d_link_bytes_per_s,
+                    ", \"d2h_link_bytes_per_s\": ", stats.d2h_link_bytes_per_s,
+                    ", \"stats\": ", StatsObject(stats), "}");
   }
   return absl::StrCat("{\"version\": 1, \"total\": ", StatsObject(total), ", \"devices\": {",
                       devices, "}}\n");

@@ -108,7 +108,8 @@ OPTIONS
         recently used, fetching on demand) (SPILLWAY_POLICY, default learned).
     --prefetch-ahead SIZE
         With --policy learned: bytes fetched ahead of need, at most; 0 picks
-        the widest launch, within an eighth and a half of the HBM limit
+        what the measured link moves in 8 ms (at least a quarter of the
+        widest launch), within an eighth and a half of the HBM limit
         (SPILLWAY_PREFETCH_AHEAD, default 0).
     --virtual-capacity
         Report the HBM limit plus the host tier as the device's memory, for
@@ -190,7 +191,8 @@ DESCRIPTION
     resident in each tier at exit; peak HBM against the limit; the bytes
     moved over each link in each direction, with each one's share; chunks
     fetched on demand and ahead of need; evictions, spills to NVMe and the
-    time application streams waited for moves; then the same per device.
+    time application streams waited for moves; then the same per device,
+    with the link's speed each way as the runtime measured it.
 
     The file is read strictly. Text that is not JSON is reported with the
     line and column where it goes wrong; JSON that is not a statistics file

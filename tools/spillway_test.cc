@@ -43,7 +43,8 @@ using ::testing::Pair;
 using ::testing::StartsWith;
 
 // A two-device run that outgrew HBM, spilled to host memory and NVMe: the shape
-// Runtime::StatsJson writes, devices in the order a map would not keep them.
+// Runtime::StatsJson writes, devices in the order a map would not keep them. Device 1 has
+// no measured link (as written before the runtime measured it).
 constexpr std::string_view kSampleStats = R"({"version": 1, "total": {"allocations": 96,
 "allocated_bytes": 103079215104, "device_bytes": 40802189312, "host_bytes": 53687091200,
 "nvme_bytes": 8589934592, "peak_device_bytes": 84825604096, "h2d_bytes": 1319413953331,
@@ -56,7 +57,8 @@ constexpr std::string_view kSampleStats = R"({"version": 1, "total": {"allocatio
 "h2d_bytes": 659706976665, "d2h_bytes": 549755813888, "nvme_read_bytes": 32212254720,
 "nvme_write_bytes": 42949672960, "fetches_on_demand": 251658, "fetches_prefetched": 62914,
 "evictions": 306000, "spills": 20480, "stall_ns": 6172839450, "moves": 641052}},
-"0": {"hbm_limit_bytes": 42949672960, "chunk_bytes": 2097152, "policy": "lru", "stats":
+"0": {"hbm_limit_bytes": 42949672960, "chunk_bytes": 2097152, "policy": "lru",
+"h2d_link_bytes_per_s": 25000000000, "d2h_link_bytes_per_s": 26000000000, "stats":
 {"allocations": 48, "allocated_bytes": 51539607552, "device_bytes": 20401094656,
 "host_bytes": 26843545600, "nvme_bytes": 4294967296, "peak_device_bytes": 42412802048,
 "h2d_bytes": 659706976666, "d2h_bytes": 549755813888, "nvme_read_bytes": 32212254720,
@@ -171,6 +173,9 @@ TEST(StatsReportTest, ReadsTheSample) {
   EXPECT_EQ(stats->devices[1].hbm_limit_bytes, 40 * kGiB);
   EXPECT_EQ(stats->devices[1].chunk_bytes, 2 * kMiB);
   EXPECT_EQ(stats->devices[1].policy, "lru");
+  EXPECT_EQ(stats->devices[0].h2d_link_bytes_per_s, 25000000000u);
+  EXPECT_EQ(stats->devices[0].d2h_link_bytes_per_s, 26000000000u);
+  EXPECT_EQ(stats->devices[1].h2d_link_bytes_per_s, 0u);  // optional: absent reads as 0
 }
 
 TEST(StatsReportTest, ReadsWhatTheRuntimeWrites) {
@@ -207,6 +212,11 @@ TEST(StatsReportTest, SummarizesTheSample) {
                                 "chunk 2.0 MiB, policy lru\n"));
   EXPECT_THAT(report, HasSubstr("  device 1: "));
   EXPECT_LT(report.find("device 0:"), report.find("device 1:"));
+  // Only device 0 has a measured link.
+  const size_t link = report.find("    link measured: H2D 25.00 GB/s, D2H 26.00 GB/s\n");
+  EXPECT_GT(link, report.find("device 0:"));
+  EXPECT_LT(link, report.find("device 1:"));
+  EXPECT_EQ(report.find("link measured", link + 20), std::string::npos);
   std::istringstream lines(report);
   for (std::string line; std::getline(lines, line);) EXPECT_LE(line.size(), 100u) << line;
 }

@@ -182,6 +182,14 @@ absl::StatusOr<StatsFile> StatsFromJson(const JsonValue& json) {
         Member(device_json, path, "policy", JsonValue::Type::kString);
     if (!policy.ok()) return policy.status();
     device.policy = (*policy)->string_value();
+    // Optional: files of runtimes that did not measure the link lack them.
+    for (auto [key, field] : {std::pair{"h2d_link_bytes_per_s", &device.h2d_link_bytes_per_s},
+                              std::pair{"d2h_link_bytes_per_s", &device.d2h_link_bytes_per_s}}) {
+      if (device_json.Find(key) == nullptr) continue;
+      absl::StatusOr<uint64_t> rate = Counter(device_json, path, key);
+      if (!rate.ok()) return rate.status();
+      *field = *rate;
+    }
     absl::StatusOr<const JsonValue*> counters =
         Member(device_json, path, "stats", JsonValue::Type::kObject);
     if (!counters.ok()) return counters.status();
@@ -209,6 +217,8 @@ JsonValue StatsToJson(const StatsFile& stats) {
     object.Add("hbm_limit_bytes", JsonValue::Uint(device.hbm_limit_bytes));
     object.Add("chunk_bytes", JsonValue::Uint(device.chunk_bytes));
     object.Add("policy", JsonValue::String(device.policy));
+    object.Add("h2d_link_bytes_per_s", JsonValue::Uint(device.h2d_link_bytes_per_s));
+    object.Add("d2h_link_bytes_per_s", JsonValue::Uint(device.d2h_link_bytes_per_s));
     object.Add("stats", CountersToJson(device.stats));
     devices.Add(std::to_string(device.ordinal), std::move(object));
   }
@@ -285,6 +295,10 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
                        HumanDuration(s.stall_ns));
     out += fmt::format("{}{} evictions, {} spills, {} moves\n", indent, Count(s.evictions),
                        Count(s.spills), Count(s.moves));
+    if (device.h2d_link_bytes_per_s != 0 || device.d2h_link_bytes_per_s != 0) {
+      out += fmt::format("{}link measured: H2D {:.2f} GB/s, D2H {:.2f} GB/s\n", indent,
+                         device.h2d_link_bytes_per_s / 1e9, device.d2h_link_bytes_per_s / 1e9);
+    }
   }
   return out;
 }

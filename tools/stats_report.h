@@ -66,6 +66,10 @@ struct DeviceStats {
   uint64_t hbm_limit_bytes = 0;
   uint64_t chunk_bytes = 0;
   std::string policy;
+  // The link as the runtime measured it, bytes per second (0: not measured, or a file
+  // written before the runtime measured it).
+  uint64_t h2d_link_bytes_per_s = 0;
+  uint64_t d2h_link_bytes_per_s = 0;
   StatsCounters stats;
 
   friend bool operator==(const DeviceStats&, const DeviceStats&) = default;

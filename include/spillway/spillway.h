@@ -94,6 +94,10 @@ typedef struct spw_stats {
   uint64_t spills;             /* chunks written to NVMe */
   uint64_t stall_ns;           /* time moves held application streams */
   uint64_t moves;              /* move operations completed */
+  /* The host<->device link as measured (at start-up, then from the moves' copies), in
+   * bytes per second, summed over devices; 0 when not measured. */
+  uint64_t h2d_link_bytes_per_s;
+  uint64_t d2h_link_bytes_per_s;
 } spw_stats;
 
 /* Initialises from the environment; later calls return the first call's result. Every

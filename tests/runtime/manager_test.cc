@@ -748,5 +748,94 @@ TEST_F(ManagerLearnedTest, TwoThreadsWithTheirOwnSchedulesKeepEveryByte) {
   ExpectFilledAsAtStart(buffers_);
 }
 
+// The link meters, on simcuda's modelled link (1 GB/s host to device, 2 GB/s back).
+class ManagerLinkTest : public ManagerTest {
+ protected:
+  static constexpr double kH2d = 1e9;
+  static constexpr double kD2h = 2e9;
+  void SetUp() override {
+    setenv("SIMCUDA_H2D_GBPS", "1", 1);
+    setenv("SIMCUDA_D2H_GBPS", "2", 1);
+    ManagerTest::SetUp();
+  }
+};
+
+// Never faster than modelled. Slower on a loaded machine: simcuda's engines are threads,
+// and with both cores busy they deliver a third of the modelled rate (seen: 0.26-0.41x
+// under two busy loops; 0.98x idle).
+MATCHER_P(AboutTheModelled, rate, "") { return arg > 0.2 * rate && arg < 1.1 * rate; }
+
+TEST_F(ManagerLinkTest, StartUpMeasuresEachDirectionOfTheLink) {
+  const ManagerStats stats = manager_->Stats();
+  EXPECT_THAT(static_cast<double>(stats.h2d_link_bytes_per_s), AboutTheModelled(kH2d));
+  EXPECT_THAT(static_cast<double>(stats.d2h_link_bytes_per_s), AboutTheModelled(kD2h));
+  EXPECT_EQ(stats.moves, 0u) << "calibration is not a move";
+}
+
+// The application's own copies take most of the H2D engine: the moves' copies measure the
+// link they get, and the estimate follows it down. D2H, which nobody shares, stays.
+TEST_F(ManagerLinkTest, MovesUpdateTheEstimateWhenTheLinkIsShared) {
+  // The engine takes the two streams' copies in turn: with copies twice a chunk, the
+  // moves get a third of it.
+  constexpr size_t kCopy = 2 * kChunk;
+  const double calibrated = static_cast<double>(manager_->Stats().h2d_link_bytes_per_s);
+  ASSERT_GT(calibrated, 0);
+  CUcontext context = nullptr;
+  ASSERT_CU(cuCtxGetCurrent(&context));
+  void* host = nullptr;
+  ASSERT_CU(cuMemHostAlloc(&host, kCopy, 0));
+  CUdeviceptr device = 0;
+  ASSERT_CU(cuMemAlloc(&device, kCopy));
+  std::atomic<bool> stop{false};
+  std::thread competitor([&] {
+    if (cuCtxSetCurrent(context) != CUDA_SUCCESS) return;
+    CUstream stream = nullptr;
+    if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS) return;
+    while (!stop.load()) {
+      // Many queued: the engine always has one of ours to take next, however late this
+      // thread runs on a loaded machine.
+      for (int i = 0; i < 8; ++i) cuMemcpyHtoDAsync(device, host, kCopy, stream);
+      cuStreamSynchronize(stream);
+    }
+    cuStreamDestroy(stream);
+  });
+  auto p = manager_->Allocate(16 * kMiB, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (int round = 0; round < 8; ++round) {
+    ASSERT_TRUE(manager_->Prefetch(*p, 16 * kMiB, Tier::kHost, nullptr).ok());
+    ASSERT_TRUE(manager_->Prefetch(*p, 16 * kMiB, Tier::kDevice, nullptr).ok());
+    manager_->Drain();
+  }
+  stop.store(true);
+  competitor.join();
+  const ManagerStats stats = manager_->Stats();
+  EXPECT_EQ(stats.h2d_bytes, 8 * 16 * kMiB);
+  // About a third of the link; the start-up figure was about all of it (the test above).
+  EXPECT_LT(static_cast<double>(stats.h2d_link_bytes_per_s), 0.7 * kH2d);
+  EXPECT_THAT(static_cast<double>(stats.d2h_link_bytes_per_s), AboutTheModelled(kD2h));
+  ASSERT_TRUE(manager_->Free(*p, nullptr).ok());
+  cuMemFree(device);
+  cuMemFreeHost(host);
+}
+
+TEST(PrefetchWindowTest, SizedByTheMeasuredLinkWithinTheHbmCaps) {
+  constexpr uint64_t kGiB = uint64_t{1} << 30;
+  constexpr uint64_t kChunk2M = 2 * kMiB;
+  // SPILLWAY_PREFETCH_AHEAD replaces the rule (at least two chunks).
+  EXPECT_EQ(PrefetchWindowBytes(64 * kMiB, 140 * kGiB, kGiB, kChunk2M, 50e9), 64 * kMiB);
+  EXPECT_EQ(PrefetchWindowBytes(kMiB, 140 * kGiB, kGiB, kChunk2M, 50e9), 2 * kChunk2M);
+  // Link not measured: an eighth of HBM, or the widest launch, at most half of HBM.
+  EXPECT_EQ(PrefetchWindowBytes(0, 64 * kMiB, 4 * kMiB, kChunk2M, 0), 8 * kMiB);
+  EXPECT_EQ(PrefetchWindowBytes(0, 64 * kMiB, 16 * kMiB, kChunk2M, 0), 16 * kMiB);
+  EXPECT_EQ(PrefetchWindowBytes(0, 64 * kMiB, 48 * kMiB, kChunk2M, 0), 32 * kMiB);
+  // An H200 over a 50 GB/s link: what it moves in the lead time, not 17.5 GiB of HBM...
+  EXPECT_EQ(PrefetchWindowBytes(0, 140 * kGiB, 256 * kMiB, kChunk2M, 50e9),
+            static_cast<uint64_t>(50e9 * kPrefetchLeadSeconds));
+  // ... but at least a quarter of the widest launch.
+  EXPECT_EQ(PrefetchWindowBytes(0, 140 * kGiB, 4 * kGiB, kChunk2M, 50e9), kGiB);
+  // A slow link on a small HBM: the HBM cap is the smaller one.
+  EXPECT_EQ(PrefetchWindowBytes(0, 64 * kMiB, 4 * kMiB, kChunk2M, 2e9), 8 * kMiB);
+}
+
 }  // namespace
 }  // namespace spillway
