@@ -197,7 +197,11 @@ class Bench:
         out["command"] = shown
         if spillway:
             with open(stats) as f:
-                out["stats"] = json.load(f)["total"]
+                written = json.load(f)
+            out["stats"] = written["total"]
+            # The link as the runtime measured it (device 0; absent in older runtimes).
+            device = written["devices"].get("0", {})
+            out["h2d_link_measured_bps"] = device.get("h2d_link_bytes_per_s", 0)
         print(f"  {name}: {wall:.1f} s, decode {out['decode_tok_s']:.1f} tok/s",
               file=sys.stderr)
         return out
@@ -286,7 +290,8 @@ def main(argv):
                               # for the kernel to read over the link, which simcuda does not
                               # pace (kernel time is CPU time): the bound does not hold.
                               "h2d_below_min": m["h2d_bytes"] < min_bytes,
-                              "stall_ns_whole_run": long["stats"]["stall_ns"]})
+                              "stall_ns_whole_run": long["stats"]["stall_ns"],
+                              "h2d_link_measured_bps": long["h2d_link_measured_bps"]})
                 rows.append(r)
 
             row("no Spillway", None, None, plain, plain_short, False)
@@ -342,6 +347,10 @@ def main(argv):
                 f"{'-' if mb is None else f'{mb * 1e3:.2f}'} | "
                 f"{'-' if vs_lru is None else f'{vs_lru:.2f}x'} | "
                 f"{'yes' if r['tokens_match'] else 'NO'} |")
+    measured = [r["h2d_link_measured_bps"] for r in rows if r.get("h2d_link_measured_bps")]
+    if measured:
+        lines.append(f"H2D link as the runtime measured it: {min(measured) / 1e9:.2f}-"
+                     f"{max(measured) / 1e9:.2f} GB/s (modelled {link_bps / 1e9:.2f} GB/s)")
     if any(r.get("h2d_below_min") for r in rows):
         lines.append("NOTE: H2D below the minimum where H2D/min < 1: some launch needed more than "
                      "the limit, its kernel read host memory directly (unpaced on simcuda); "
