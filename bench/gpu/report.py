@@ -96,6 +96,11 @@ def main():
             run["spillway"] = {k: t[k] for k in ("h2d_bytes", "d2h_bytes", "peak_device_bytes",
                                                  "fetches_on_demand", "fetches_prefetched",
                                                  "evictions", "stall_ns")}
+            # The link as the runtime measured it (start-up, then its moves' copies), to
+            # set beside the bandwidth step's figure; absent from older runtimes.
+            device = stats.get("devices", {}).get("0", {})
+            run["spillway"]["h2d_link_measured_bps"] = device.get("h2d_link_bytes_per_s")
+            run["spillway"]["d2h_link_measured_bps"] = device.get("d2h_link_bytes_per_s")
             if result:
                 passes = result["config"]["gen"]  # the prefill and gen-1 decode steps
                 run["spillway"]["h2d_bytes_per_step"] = t["h2d_bytes"] / max(1, passes)
@@ -142,6 +147,10 @@ def main():
                          f"({gib(s.get('h2d_bytes_per_step', 0))} per step), "
                          f"D2H {gib(s['d2h_bytes'])}; peak HBM {gib(s['peak_device_bytes'])}; "
                          f"stall {s['stall_ns'] / 1e9:.2f} s")
+            if s.get("h2d_link_measured_bps"):
+                lines.append(f"  {r['run']}: link as the runtime measured it: H2D "
+                             f"{s['h2d_link_measured_bps'] / 1e9:.1f} GB/s, D2H "
+                             f"{(s.get('d2h_link_measured_bps') or 0) / 1e9:.1f} GB/s")
     lines.append("")
     if torch:
         lines.append(f"PyTorch ({torch.get('model', '?')}): {torch.get('status', '?')}"
