@@ -16,7 +16,7 @@ constexpr int64_t kNever = std::numeric_limits<int64_t>::max() / 4;
 class BeladyPolicy : public Policy {
  public:
   std::string Name() const override { return "belady"; }
-  void Begin(const Replay& replay) override {
+  void Begin(const Replay& replay, const Machine& /*machine*/) override {
     order_.Reset(replay.trace->total_chunks, &replay.chunk_dirty);
     // next_use_[pos]: the launch that next touches the chunk accessed at pos.
     next_use_.assign(replay.chunks.size(), kNever);

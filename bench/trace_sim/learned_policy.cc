@@ -40,8 +40,13 @@ class LearnedPolicy : public Policy {
   explicit LearnedPolicy(size_t max_period) : max_period_(max_period) {}
   std::string Name() const override { return "learned"; }
 
-  void Begin(const Replay& replay) override {
+  void Begin(const Replay& replay, const Machine& machine) override {
     replay_ = &replay;
+    window_chunks_ =
+        machine.learned_window_bytes == 0
+            ? 0
+            : std::max<uint64_t>(2, machine.learned_window_bytes /
+                                        std::max<uint64_t>(1, replay.trace->chunk_bytes));
     order_.Reset(replay.trace->total_chunks, &replay.chunk_dirty);
     last_pos_.assign(replay.trace->total_chunks, -1);
     unused_prefetch_.assign(replay.trace->total_chunks, 0);
@@ -195,7 +200,9 @@ class LearnedPolicy : public Policy {
     size_t widest = 1;
     for (size_t i = n + 1 - period; i <= n; ++i) widest = std::max(widest, At(i).chunks.size());
     ahead_limit_ =
-        std::max<size_t>(2, static_cast<size_t>(ahead_factor_ * static_cast<double>(widest)));
+        window_chunks_ != 0
+            ? window_chunks_
+            : std::max<size_t>(2, static_cast<size_t>(ahead_factor_ * static_cast<double>(widest)));
     stage_cursor_ = n + 1;
     stage_limit_ = static_cast<size_t>(stage_factor_ * static_cast<double>(ahead_limit_));
     Rekey();
@@ -234,6 +241,7 @@ class LearnedPolicy : public Policy {
   // as extra misses each step (a half cost 1.050x Belady's bytes on 8B b1 80%, a quarter
   // 1.026x; a tenth leaves the link idle during compute: step 1.106x the bound).
   double ahead_factor_ = 0.25;
+  size_t window_chunks_ = 0;  // Machine::learned_window_bytes in chunks; 0: ahead_factor_.
   // A prefetch takes the furthest-used victim, but skips one still busy in a running launch
   // for the next candidate if that one is idle (1 = look at one more).
   int idle_scan_ = 1;

@@ -11,7 +11,7 @@ namespace {
 class LruPolicy : public Policy {
  public:
   std::string Name() const override { return "ondemand-lru"; }
-  void Begin(const Replay& replay) override {
+  void Begin(const Replay& replay, const Machine& /*machine*/) override {
     order_.Reset(replay.trace->total_chunks, &replay.chunk_dirty);
     clock_ = 0;
   }

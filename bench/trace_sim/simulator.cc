@@ -222,7 +222,7 @@ double Simulator::ReadFromNvme(double now, double slot_free) {
 absl::StatusOr<SimResult> Simulator::Run() {
   result_ = SimResult{};
   result_.policy = policy_.Name();
-  policy_.Begin(replay_);
+  policy_.Begin(replay_, machine_);
   if (host_limited_) {
     // The host starts with the first host_slots weight chunks touched; the rest is on NVMe.
     host_order_.Reset(replay_.trace->total_chunks, &replay_.chunk_dirty);

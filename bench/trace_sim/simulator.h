@@ -65,6 +65,10 @@ struct Machine {
   uint64_t host_bytes = kUnlimited;
   double nvme_read_gbps = 7;  // A PCIe Gen4 x4 drive.
   double nvme_write_gbps = 7;
+  // Not the machine's but the learned policy's: bytes it may fetch ahead of need (0: a
+  // quarter of the widest launch). For comparing window rules, e.g. the runtime's
+  // (PrefetchWindowBytes) with an eighth of HBM.
+  uint64_t learned_window_bytes = 0;
 };
 
 // A trace flattened for replay: launches with deduplicated chunk lists and compute times.
@@ -133,7 +137,7 @@ class Policy {
  public:
   virtual ~Policy() = default;
   virtual std::string Name() const = 0;
-  virtual void Begin(const Replay& replay) = 0;
+  virtual void Begin(const Replay& replay, const Machine& machine) = 0;
   virtual void BeforeLaunch(size_t /*n*/) {}
   virtual ChunkId ChooseVictim(const Simulator& sim, size_t n) = 0;
   virtual void OnInsert(ChunkId c, size_t n) = 0;

@@ -41,6 +41,8 @@ machine:
   --nvme-gbps F            NVMe read bandwidth (default 7, a Gen4 x4 drive)
   --nvme-write-gbps F      NVMe write bandwidth (default: the read bandwidth)
 policies: ondemand-lru, belady, learned (default: all)
+  --learned-window BYTES   bytes the learned policy may fetch ahead of need (default: a
+                           quarter of the widest launch)
 Launches without compute_ns compute for (bytes they touch) / --hbm-gbps.
 Per-step figures are over the steps after --warmup-steps (default 2).
 )";
@@ -160,6 +162,8 @@ int Main(int argc, char** argv) {
       ok = absl::SimpleAtod(v, &synth.gpu_tflops) && synth.gpu_tflops > 0;
     else if (a == "--policy")
       policies = absl::StrSplit(v, ',');
+    else if (a == "--learned-window")
+      ok = ParseBytes(v, &machine.learned_window_bytes) && machine.learned_window_bytes > 0;
     else
       return Usage("unknown flag " + a);
     if (!ok) return Usage("bad value for " + a + ": " + v);

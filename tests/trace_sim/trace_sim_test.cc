@@ -169,6 +169,21 @@ TEST(Learned, ReachesBeladyBytesOnACyclicTraceAfterWarmUp) {
   EXPECT_LE(cmp->policies[1].step_vs_bound, 1.10);
 }
 
+// Every chunk fetched ahead holds a slot Belady would keep: a window of 30 chunks in an HBM
+// of 100 costs about 30 extra misses a step against the default (a quarter of the widest
+// launch: 2 chunks here). Why the runtime sizes its window in link time, not HBM.
+TEST(Learned, AWiderWindowCostsTheBytesOfTheSlotsItHolds) {
+  const Trace t = Parse(CyclicText(200, {{8, 200}}, 100));
+  Machine m = TestMachine(100 * 1000);
+  auto narrow = Compare("narrow", t, m, {"learned"}, 3);
+  m.learned_window_bytes = 30 * 1000;
+  auto wide = Compare("wide", t, m, {"learned"}, 3);
+  ASSERT_TRUE(narrow.ok() && wide.ok());
+  EXPECT_LE(narrow->policies[0].window_bytes_vs_belady, 1.05);
+  EXPECT_GT(wide->policies[0].window_bytes_vs_belady,
+            narrow->policies[0].window_bytes_vs_belady + 0.15);
+}
+
 TEST(Learned, RelearnsAfterTheSequenceLengthChanges) {
   // 6 steps of 200 launches, then 6 steps of 280: the old period breaks and a new one is
   // learned; the last three steps are measured.
