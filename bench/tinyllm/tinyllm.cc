@@ -662,9 +662,8 @@ int Run(const Config& c) {
                  "\"vocab\": %d, \"ctx\": %d, \"batch\": %d, \"prompt\": %d, \"gen\": %d, "
                  "\"seed\": %u, \"style\": \"%s\", \"dtype\": \"%s\"}}\n",
                  checksum_hex, init_s, prefill_s, decode_s, decode_cpu_s, prefill_tok_s,
-                 decode_tok_s,
-                 weight_bytes, host_bytes, kv_bytes, c.layers, d, f, c.heads, v, c.ctx, c.batch,
-                 c.prompt, c.gen, c.seed, StyleName(c.style), dtype_name);
+                 decode_tok_s, weight_bytes, host_bytes, kv_bytes, c.layers, d, f, c.heads, v,
+                 c.ctx, c.batch, c.prompt, c.gen, c.seed, StyleName(c.style), dtype_name);
     std::fclose(out);
   }
   TL_CHECK(cuStreamDestroy(stream), "destroying the stream");
