@@ -385,10 +385,7 @@ absl::Status Mover::CopyOut(MoveJob& job) {
     if (!step.copy || chunk.tier == Tier::kNvme) continue;
     if (step.kind == MoveStep::Kind::kToHost && chunk.tier == Tier::kDevice) {
       Slot& slot = slots_[job.sequence % kSlots];
-      if (!slot.out_timed) {
-        SPW_CHECK_CU(cu.cuEventRecord(slot.out_start, d2h_));
-        slot.out_timed = true;
-      }
+      if (job.bytes_d2h == 0) SPW_CHECK_CU(cu.cuEventRecord(slot.out_start, d2h_));
       SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.device.home, chunk_bytes_, d2h_));
       std::vector<CUevent>& evicted = slot.evicted;
       if (evictions == evicted.size()) {
@@ -440,10 +437,8 @@ absl::Status Mover::CopyIn(MoveJob& job) {
       }
       // Timed from here, after the first donor's copy out: the meter measures the link,
       // not how long the first fetch waited for room.
-      Slot& slot = slots_[job.sequence % kSlots];
-      if (!slot.in_timed) {
-        SPW_CHECK_CU(cu.cuEventRecord(slot.in_start, h2d_));
-        slot.in_timed = true;
+      if (job.bytes_h2d == 0) {
+        SPW_CHECK_CU(cu.cuEventRecord(slots_[job.sequence % kSlots].in_start, h2d_));
       }
       SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
       job.bytes_h2d += chunk_bytes_;
@@ -504,8 +499,6 @@ absl::Status Mover::StartCopies(MoveJob& job) {
     SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, busy->event, 0));
     SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, busy->event, 0));
   }
-  Slot& timing = slots_[job.sequence % kSlots];
-  timing.out_timed = timing.in_timed = false;
   // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
   // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;
@@ -534,11 +527,14 @@ absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
   if (!started.ok()) return started;
   if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
   if (in != CUDA_SUCCESS) return CudaError(in, "copying into HBM");
-  // A job with NVMe steps copies at the drive's pace, not the link's: not a sample.
+  // A job with NVMe steps copies at the drive's pace, not the link's: not a sample. In the
+  // others, bytes moved one way means its start event was recorded (before the first copy).
   if (!UsesNvme(job)) {
     const Slot& slot = slots_[job.sequence % kSlots];
-    if (slot.in_timed) h2d_link_.Add(job.bytes_h2d, ElapsedSeconds(slot.in_start, slot.in_done));
-    if (slot.out_timed) {
+    if (job.bytes_h2d > 0) {
+      h2d_link_.Add(job.bytes_h2d, ElapsedSeconds(slot.in_start, slot.in_done));
+    }
+    if (job.bytes_d2h > 0) {
       d2h_link_.Add(job.bytes_d2h, ElapsedSeconds(slot.out_start, slot.out_done));
     }
   }

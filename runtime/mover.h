@@ -200,13 +200,10 @@ class Mover {
   struct Slot {
     CUevent out_done = nullptr;  // recorded after the job's copies, on each copy stream
     CUevent in_done = nullptr;
-    // Recorded right before the job's first copy in each direction (timing events, as are
-    // the two above): what the engine took for the job's bytes, for the link meters. Null
-    // pointers in the job: no copy that direction.
+    // Recorded right before the job's first copy in each direction, if any (timing events,
+    // as are the two above): what the engine took for the job's bytes, for the link meters.
     CUevent out_start = nullptr;
     CUevent in_start = nullptr;
-    bool out_timed = false;  // out_start was recorded for the job in this slot
-    bool in_timed = false;
     // Per eviction of the job: recorded on the D2H stream after its copy, so that the fetch
     // into the HBM chunk it gives up starts as soon as that copy is done, while the next
     // eviction's copy runs (both links busy at once). Grown as jobs need.
