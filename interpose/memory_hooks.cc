@@ -8,8 +8,9 @@
 // manager; everything else reaches the driver untouched.
 //
 // Copies and sets: a managed range they touch is brought into mapped memory first
-// (Manager::PrepareLaunch on its start address: whole allocations come in), and data copied
-// from the host to the device is scanned for managed pointers, which escape.
+// (Manager::PrepareLaunch on its start address: whole allocations come in), a managed
+// destination loses the clean copies fetches kept of it (Manager::NoteWrite), and data
+// copied from the host to the device is scanned for managed pointers, which escape.
 #include <cuda.h>
 #include <unistd.h>
 
@@ -67,18 +68,28 @@ bool TryManagedFree(CUdeviceptr dptr, CUstream stream, CUresult* result) {
   return true;
 }
 
-// Makes the managed allocations holding the device addresses usable by a copy or set on
-// `stream` (`per_thread`: the call is a _ptsz/_ptds variant).
-CUresult PrepareRanges(std::initializer_list<CUdeviceptr> addresses, CUstream stream,
-                       bool per_thread) {
+// Makes the managed allocations holding `written` (device memory the call writes) and
+// `read` (device memory it reads) usable by a copy or set on `stream` (`per_thread`: the
+// call is a _ptsz/_ptds variant); 0 for either means none. A write also drops the clean
+// copies a fetch may have kept of the destination (Manager::NoteWrite): they would be
+// stale at its next eviction. The allocation stays pinned until the real call is queued.
+CUresult PrepareAccess(CUdeviceptr written, CUdeviceptr read, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
   static_assert(sizeof(CUdeviceptr) == sizeof(uintptr_t));
   uintptr_t words[2];
   size_t n = 0;
-  for (CUdeviceptr a : addresses) {
-    if (a != 0 && n < 2) words[n++] = a;
+  for (CUdeviceptr a : {written, read}) {
+    if (a != 0) words[n++] = a;
   }
-  return ipc::PrepareUse(std::span<const uintptr_t>(words, n), stream, per_thread);
+  if (CUresult r = ipc::PrepareUse(std::span<const uintptr_t>(words, n), stream, per_thread);
+      r != CUDA_SUCCESS) {
+    return r;
+  }
+  if (written == 0) return CUDA_SUCCESS;
+  Manager* owner = ipc::OwnerOf(written);
+  // Not managed (or freed meanwhile, which the driver reports): nothing kept to drop.
+  if (owner != nullptr) owner->NoteWrite(written).IgnoreError();
+  return CUDA_SUCCESS;
 }
 
 // Whether unified-addressing `ptr` is host memory (pageable or page-locked).
@@ -94,13 +105,13 @@ bool IsHostPointer(CUdeviceptr ptr) {
 
 CUresult HtoD(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  if (CUresult r = PrepareRanges({dst}, stream, per_thread); r != CUDA_SUCCESS) return r;
+  if (CUresult r = PrepareAccess(dst, 0, stream, per_thread); r != CUDA_SUCCESS) return r;
   return ipc::NoteEscapes(src, bytes, ipc::EffectiveStream(stream, per_thread));
 }
 
 CUresult Unified(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  if (CUresult r = PrepareRanges({dst, src}, stream, per_thread); r != CUDA_SUCCESS) return r;
+  if (CUresult r = PrepareAccess(dst, src, stream, per_thread); r != CUDA_SUCCESS) return r;
   if (!IsHostPointer(src)) return CUDA_SUCCESS;
   return ipc::NoteEscapes(reinterpret_cast<const void*>(src), bytes,
                           ipc::EffectiveStream(stream, per_thread));
@@ -371,39 +382,39 @@ SPW_EXPORT CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, 
 }
 
 SPW_EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareRanges({src}, nullptr, false));
+  SPW_CHECKED(PrepareAccess(0, src, nullptr, false));
   SPW_CALL_REAL(cuMemcpyDtoH_v2, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareRanges({src}, nullptr, true));
+  SPW_CHECKED(PrepareAccess(0, src, nullptr, true));
   SPW_CALL_REAL(cuMemcpyDtoH_v2_ptds, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, CUstream s) {
-  SPW_CHECKED(PrepareRanges({src}, s, false));
+  SPW_CHECKED(PrepareAccess(0, src, s, false));
   SPW_CALL_REAL(cuMemcpyDtoHAsync_v2, dst, src, bytes, s);
 }
 SPW_EXPORT CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t bytes,
                                               CUstream s) {
-  SPW_CHECKED(PrepareRanges({src}, s, true));
+  SPW_CHECKED(PrepareAccess(0, src, s, true));
   SPW_CALL_REAL(cuMemcpyDtoHAsync_v2_ptsz, dst, src, bytes, s);
 }
 
 SPW_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareRanges({dst, src}, nullptr, false));
+  SPW_CHECKED(PrepareAccess(dst, src, nullptr, false));
   SPW_CALL_REAL(cuMemcpyDtoD_v2, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareRanges({dst, src}, nullptr, true));
+  SPW_CHECKED(PrepareAccess(dst, src, nullptr, true));
   SPW_CALL_REAL(cuMemcpyDtoD_v2_ptds, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
                                          CUstream s) {
-  SPW_CHECKED(PrepareRanges({dst, src}, s, false));
+  SPW_CHECKED(PrepareAccess(dst, src, s, false));
   SPW_CALL_REAL(cuMemcpyDtoDAsync_v2, dst, src, bytes, s);
 }
 SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
                                               CUstream s) {
-  SPW_CHECKED(PrepareRanges({dst, src}, s, true));
+  SPW_CHECKED(PrepareAccess(dst, src, s, true));
   SPW_CALL_REAL(cuMemcpyDtoDAsync_v2_ptsz, dst, src, bytes, s);
 }
 
@@ -411,21 +422,21 @@ SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, 
 
 #define SPW_SET_HOOKS(bits, value_type)                                                        \
   SPW_EXPORT CUresult cuMemsetD##bits##_v2(CUdeviceptr dst, value_type value, size_t n) {      \
-    SPW_CHECKED(PrepareRanges({dst}, nullptr, false));                                         \
+    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, false));                                        \
     SPW_CALL_REAL(cuMemsetD##bits##_v2, dst, value, n);                                        \
   }                                                                                            \
   SPW_EXPORT CUresult cuMemsetD##bits##_v2_ptds(CUdeviceptr dst, value_type value, size_t n) { \
-    SPW_CHECKED(PrepareRanges({dst}, nullptr, true));                                          \
+    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, true));                                         \
     SPW_CALL_REAL(cuMemsetD##bits##_v2_ptds, dst, value, n);                                   \
   }                                                                                            \
   SPW_EXPORT CUresult cuMemsetD##bits##Async(CUdeviceptr dst, value_type value, size_t n,      \
                                              CUstream s) {                                     \
-    SPW_CHECKED(PrepareRanges({dst}, s, false));                                               \
+    SPW_CHECKED(PrepareAccess(dst, 0, s, false));                                              \
     SPW_CALL_REAL(cuMemsetD##bits##Async, dst, value, n, s);                                   \
   }                                                                                            \
   SPW_EXPORT CUresult cuMemsetD##bits##Async_ptsz(CUdeviceptr dst, value_type value, size_t n, \
                                                   CUstream s) {                                \
-    SPW_CHECKED(PrepareRanges({dst}, s, true));                                                \
+    SPW_CHECKED(PrepareAccess(dst, 0, s, true));                                               \
     SPW_CALL_REAL(cuMemsetD##bits##Async_ptsz, dst, value, n, s);                              \
   }
 
@@ -465,7 +476,7 @@ CopySide Side(CUmemorytype type, const void* host, CUdeviceptr device, size_t of
 
 CUresult PrepareCopy(const CopySide& src, const CopySide& dst, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  if (CUresult r = PrepareRanges({src.device, dst.device}, stream, per_thread); r != CUDA_SUCCESS) {
+  if (CUresult r = PrepareAccess(dst.device, src.device, stream, per_thread); r != CUDA_SUCCESS) {
     return r;
   }
   if (src.host == nullptr || dst.device == 0) return CUDA_SUCCESS;
@@ -541,44 +552,44 @@ SPW_EXPORT CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D* c, CUstream s) 
 
 SPW_EXPORT CUresult cuMemcpyPeer(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                  CUcontext src_ctx, size_t bytes) {
-  SPW_CHECKED(PrepareRanges({dst, src}, nullptr, false));
+  SPW_CHECKED(PrepareAccess(dst, src, nullptr, false));
   SPW_CALL_REAL(cuMemcpyPeer, dst, dst_ctx, src, src_ctx, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                       CUcontext src_ctx, size_t bytes) {
-  SPW_CHECKED(PrepareRanges({dst, src}, nullptr, true));
+  SPW_CHECKED(PrepareAccess(dst, src, nullptr, true));
   SPW_CALL_REAL(cuMemcpyPeer_ptds, dst, dst_ctx, src, src_ctx, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                       CUcontext src_ctx, size_t bytes, CUstream s) {
-  SPW_CHECKED(PrepareRanges({dst, src}, s, false));
+  SPW_CHECKED(PrepareAccess(dst, src, s, false));
   SPW_CALL_REAL(cuMemcpyPeerAsync, dst, dst_ctx, src, src_ctx, bytes, s);
 }
 SPW_EXPORT CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                            CUcontext src_ctx, size_t bytes, CUstream s) {
-  SPW_CHECKED(PrepareRanges({dst, src}, s, true));
+  SPW_CHECKED(PrepareAccess(dst, src, s, true));
   SPW_CALL_REAL(cuMemcpyPeerAsync_ptsz, dst, dst_ctx, src, src_ctx, bytes, s);
 }
 
 #define SPW_SET2D_HOOKS(bits, value_type)                                                          \
   SPW_EXPORT CUresult cuMemsetD2D##bits##_v2(CUdeviceptr dst, size_t pitch, value_type value,      \
                                              size_t width, size_t height) {                        \
-    SPW_CHECKED(PrepareRanges({dst}, nullptr, false));                                             \
+    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, false));                                            \
     SPW_CALL_REAL(cuMemsetD2D##bits##_v2, dst, pitch, value, width, height);                       \
   }                                                                                                \
   SPW_EXPORT CUresult cuMemsetD2D##bits##_v2_ptds(CUdeviceptr dst, size_t pitch, value_type value, \
                                                   size_t width, size_t height) {                   \
-    SPW_CHECKED(PrepareRanges({dst}, nullptr, true));                                              \
+    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, true));                                             \
     SPW_CALL_REAL(cuMemsetD2D##bits##_v2_ptds, dst, pitch, value, width, height);                  \
   }                                                                                                \
   SPW_EXPORT CUresult cuMemsetD2D##bits##Async(CUdeviceptr dst, size_t pitch, value_type value,    \
                                                size_t width, size_t height, CUstream s) {          \
-    SPW_CHECKED(PrepareRanges({dst}, s, false));                                                   \
+    SPW_CHECKED(PrepareAccess(dst, 0, s, false));                                                  \
     SPW_CALL_REAL(cuMemsetD2D##bits##Async, dst, pitch, value, width, height, s);                  \
   }                                                                                                \
   SPW_EXPORT CUresult cuMemsetD2D##bits##Async_ptsz(                                               \
       CUdeviceptr dst, size_t pitch, value_type value, size_t width, size_t height, CUstream s) {  \
-    SPW_CHECKED(PrepareRanges({dst}, s, true));                                                    \
+    SPW_CHECKED(PrepareAccess(dst, 0, s, true));                                                   \
     SPW_CALL_REAL(cuMemsetD2D##bits##Async_ptsz, dst, pitch, value, width, height, s);             \
   }
 

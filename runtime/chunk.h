@@ -60,6 +60,10 @@ struct Chunk {
   std::optional<Extent> nvme;
   bool nvme_copy_valid = false;
   bool moving = false;  // a move job owns this chunk
+  // With `moving`: a copy or set into the chunk was queued (or its allocation lost its
+  // clean-after-fetch advice) after the job was planned, so the fetch it may be in must not
+  // keep clean copies (Manager::DropCleanCopies). Cleared when the next fetch is planned.
+  bool written_while_moving = false;
   // With `moving`: the sequence number of the job bringing it into HBM, when that job did
   // not gate the streams that use it (a prefetch ahead of need): a launch that uses the
   // chunk gates its own stream on it instead (Manager::PrepareLaunch). 0 otherwise.

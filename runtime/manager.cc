@@ -310,8 +310,39 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
     allocation->advice |= advice;
   } else {
     allocation->advice &= ~advice;
+    // Without the advice the program may write it again: a copy kept from its last fetch
+    // would hand back stale bytes at the next eviction.
+    if (!allocation->clean_after_fetch()) {
+      for (Chunk& chunk : allocation->chunks) DropCleanCopies(chunk);
+    }
   }
   return absl::OkStatus();
+}
+
+absl::Status Manager::NoteWrite(CUdeviceptr address) {
+  absl::MutexLock lock(&mu_);
+  std::optional<AllocationMap::Hit> hit = map_.Find(address);
+  if (!hit) return absl::NotFoundError(absl::StrCat("0x", absl::Hex(address), " is not managed"));
+  for (Chunk& chunk : hit->allocation->chunks) DropCleanCopies(chunk);
+  return absl::OkStatus();
+}
+
+void Manager::DropCleanCopies(Chunk& chunk) {
+  if (chunk.moving) {
+    // The job owns the chunk's copies; its commit drops them (Commit, keeps_copies).
+    chunk.written_while_moving = true;
+    return;
+  }
+  if (chunk.tier == Tier::kDevice && chunk.host_copy_valid) {
+    host_pool_->Give(chunk.host);
+    chunk.host = PhysicalChunk{};
+    chunk.host_copy_valid = false;
+  }
+  if (chunk.tier != Tier::kNvme && chunk.nvme_copy_valid) {
+    nvme_->Free(*chunk.nvme).IgnoreError();
+    chunk.nvme.reset();
+    chunk.nvme_copy_valid = false;
+  }
 }
 
 void Manager::Claim(Chunk* chunk, Plan& plan) {
@@ -420,6 +451,7 @@ absl::Status Manager::PlanToDevice(Chunk* chunk, FetchReason reason, Plan& plan,
   step.reason = reason;
   step.copy = chunk->tier != Tier::kNvme || chunk->nvme.has_value();
   Claim(chunk, plan);
+  chunk->written_while_moving = false;  // what is queued from here on runs after the fetch
   absl::StatusOr<PhysicalChunk> device = device_pool_->Take();
   auto eligible = [this](const Chunk* c) { return Evictable(c); };
   std::vector<Chunk*> victims;
@@ -504,8 +536,8 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
       chunk.device = PhysicalChunk{};
       ++stats_.evictions;
     }
-    bool keep_host =
-        to == Tier::kDevice && chunk.tier == Tier::kHost && chunk.allocation->clean_after_fetch();
+    const bool keeps_copies = chunk.allocation->clean_after_fetch() && !chunk.written_while_moving;
+    bool keep_host = to == Tier::kDevice && chunk.tier == Tier::kHost && keeps_copies;
     if ((chunk.tier == Tier::kHost || chunk.host_copy_valid) && !keep_host && to != Tier::kHost) {
       host_pool_->Give(chunk.host);
       chunk.host = PhysicalChunk{};
@@ -513,7 +545,7 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
     chunk.host_copy_valid = keep_host;
     // Leaving NVMe: the extent stays only as a clean copy of read-mostly data.
     if (chunk.tier == Tier::kNvme && chunk.nvme) {
-      if (chunk.allocation->clean_after_fetch()) {
+      if (keeps_copies) {
         chunk.nvme_copy_valid = true;
       } else {
         nvme_->Free(*chunk.nvme).IgnoreError();

@@ -127,7 +127,14 @@ class Manager {
   // (including a second free).
   absl::Status Free(CUdeviceptr base, CUstream stream);
   // Sets (or clears) advice bits on every chunk of the allocation containing `address`.
+  // Clearing the last clean-after-fetch bit (weights, read-mostly) drops the clean copies
+  // kept from fetches: the program may write the data again.
   absl::Status Advise(CUdeviceptr address, size_t bytes, uint32_t advice, bool set);
+  // A copy or set into the allocation containing `address` is being queued (the interposer
+  // calls it between PrepareLaunch and the real call): clean copies kept from fetches no
+  // longer hold its bytes and are dropped, so an eviction copies the data out again.
+  // Without this, advice that keeps copies would turn a later eviction into lost writes.
+  absl::Status NoteWrite(CUdeviceptr address);
   // Moves the chunks overlapping [address, address+bytes) to `tier`, ordered after the
   // work queued on `stream`; later work on `stream` sees them there.
   absl::Status Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,
@@ -233,6 +240,9 @@ class Manager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MapChunk(CUdeviceptr address, const PhysicalChunk& physical);
   void Touch(Chunk& chunk, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives back the chunk's clean host and NVMe copies (or, while a job owns it, makes the
+  // job's commit keep none): its device bytes are about to differ from them.
+  void DropCleanCopies(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteDeviceUse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseAllocation(Allocation* allocation) ABSL_LOCKS_EXCLUDED(mu_);
 

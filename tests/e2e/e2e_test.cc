@@ -139,6 +139,17 @@ TEST_F(E2eTest, ManagedPointersLookLikeDeviceAllocations) {
   EXPECT_THAT(r.out, HasSubstr("ok"));
 }
 
+// Weights advised through the C API keep a host copy when fetched; a copy or set into them
+// afterwards must reach the host tier at the next eviction, through every entry-point path.
+TEST_F(E2eTest, WritesToAdvisedWeightsSurviveTheirEviction) {
+  for (const char* mode : {"direct", "procaddress", "ptsz"}) {
+    SCOPED_TRACE(mode);
+    Result r = Run({SPW_ADVICE_WRITE, SPW_KERNELS, mode}, kTiered, true);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("ok"));
+  }
+}
+
 TEST_F(E2eTest, VirtualCapacityReportsTheTiers) {
   Result r = Run({SPW_QUERIES, SPW_KERNELS},
                  {{"SPILLWAY_HBM_LIMIT", "32M"},

@@ -154,6 +154,45 @@ TEST_F(ManagerTest, CleanWeightsAreEvictedWithoutACopy) {
   for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(3, w));
 }
 
+// A copy into weights after their fetch kept a host copy: the next eviction must copy the
+// new bytes out, not re-point the range at the stale copy.
+TEST_F(ManagerTest, AWriteToCleanWeightsDropsTheirHostCopy) {
+  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
+  ASSERT_TRUE(p.ok());
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 3, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  // What the interposer does for a cuMemcpyHtoD into it: note the write, then queue it.
+  ASSERT_TRUE(manager_->NoteWrite(*p + kChunk).ok());
+  std::vector<uint32_t> fresh(4 * kMiB / 4, 0xfeedu);
+  ASSERT_CU(cuMemcpyHtoD(*p, fresh.data(), 4 * kMiB));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().d2h_bytes, 4 * kMiB) << "the written chunks were copied out";
+  EXPECT_THAT(ReadBack(*p, 4 * kMiB), Each(0xfeedu));
+  EXPECT_EQ(manager_->NoteWrite(0x1234).code(), absl::StatusCode::kNotFound);
+}
+
+// Clearing the advice is how a C API user announces kernel writes to former weights.
+TEST_F(ManagerTest, UnadvisingWeightsDropsTheirHostCopy) {
+  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
+  ASSERT_TRUE(p.ok());
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 3, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  ASSERT_TRUE(manager_->Advise(*p, 4 * kMiB, kAdviceWeights, false).ok());
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 9, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().d2h_bytes, 4 * kMiB);
+  std::vector<uint32_t> words = ReadBack(*p, 4 * kMiB);
+  for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(9, w));
+}
+
 TEST_F(ManagerTest, PinnedChunksNeverLeaveHbm) {
   auto pinned = manager_->Allocate(16 * kMiB, nullptr, kAdvicePin);
   ASSERT_TRUE(pinned.ok());
