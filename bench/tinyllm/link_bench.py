@@ -26,6 +26,12 @@ Contract
   step; the matching evictions go out on the D2H engine, which simcuda (like a GPU) runs
   concurrently with H2D, so they do not add to the bound.
 
+  --advise-weights passes tinyllm's flag of that name to every run: under Spillway it
+  advises its weight allocations SPW_ADVICE_WEIGHTS through the C API (as a framework that
+  knows Spillway would), so a fetch keeps their host copy and evicting them copies nothing
+  back (D2H MiB/step falls to 0). Without it the runtime cannot tell that kernels only read
+  the weights, and every eviction is a copy, as for an unmodified binary.
+
   "CPU ms/step" is the CPU time (user + system, every thread) one decode step costs the
   whole process (tinyllm's decode_cpu_s over its G-1 steps): simcuda runs kernels and
   paces copies on host threads, so a step can be no shorter than that over the machine's
@@ -110,6 +116,9 @@ def parse_args(argv):
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra variable for every Spillway run (repeatable), e.g. "
                    "SPILLWAY_PREFETCH_AHEAD=16M")
+    p.add_argument("--advise-weights", action="store_true",
+                   help="tinyllm --advise-weights in every run: weights advised through the "
+                   "C API, so evictions copy nothing back")
     p.add_argument("--repeat", type=int, default=2,
                    help="run each timed (long) configuration this many times and keep the "
                    "fastest decode: other work on the machine only ever slows a run down")
@@ -179,7 +188,7 @@ class Bench:
         cmd = [self.a.tinyllm, "--module", self.a.module, "--weights", self.a.weights,
                "--dtype", self.a.dtype, "--style", self.a.style, "--prompt",
                str(self.a.prompt), "--gen", str(gen), "--ctx", str(self.ctx), "--json", result,
-               "--quiet"]
+               "--quiet"] + (["--advise-weights"] if self.a.advise_weights else [])
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())
                          if k.startswith(("SPILLWAY_", "SIMCUDA_", "LD_"))) + " " + \
             " ".join(shlex.quote(c) for c in cmd)
@@ -330,6 +339,7 @@ def main(argv):
               f"{steps} decode steps (stats: difference of --gen {a.gen} and "
               f"{a.gen - a.diff_steps}); link {a.link_gbps:g} GB/s each way; chunk {a.chunk}; "
               f"policies {', '.join(a.policies)}" +
+              ("; weights advised (--advise-weights)" if a.advise_weights else "") +
               (f"; env {' '.join(a.env)}" if a.env else ""))
     lines = [header]
     if rows:
@@ -379,6 +389,7 @@ def main(argv):
     with open(a.out, "w") as f:
         json.dump({"benchmark": "tinyllm_link_bench", "link_gbps": a.link_gbps,
                    "chunk_bytes": chunk, "min_bytes": a.min_bytes, "extra_env": a.extra_env,
+                   "advise_weights": a.advise_weights,
                    "weights": a.weights, "dtype": a.dtype, "style": a.style,
                    "prompt": a.prompt, "gen": a.gen, "diff_steps": a.diff_steps,
                    "config": cfg,

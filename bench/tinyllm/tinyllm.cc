@@ -14,6 +14,7 @@
 // timings and sizes; --json writes the same as one object. Exit status: 0 done, 1 a CUDA
 // error, 2 bad usage, 3 out of memory. See docs/tinyllm.md.
 #include <cuda.h>
+#include <dlfcn.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -28,6 +29,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tinyllm_hash.h"
@@ -47,7 +49,7 @@ SYNOPSIS
     tinyllm --module PATH [--layers N] [--dim D] [--ffn F] [--heads H] [--vocab V]
             [--ctx C] [--batch B] [--prompt P] [--gen G] [--seed S]
             [--style tensor|arena|paged] [--dtype f32|bf16] [--host-offload BYTES]
-            [--weights BYTES] [--json FILE] [--quiet]
+            [--weights BYTES] [--advise-weights] [--json FILE] [--quiet]
 
 DESCRIPTION
     Generates a decoder-only transformer's weights from a seed on the device, prefills B
@@ -82,6 +84,11 @@ OPTIONS
                        the link, like vLLM's --cpu-offload-gb (default 0)
     --weights BYTES    size the model to about BYTES of weights (rule in docs/tinyllm.md);
                        explicit --layers/--dim/--ffn/--heads/--vocab override it
+    --advise-weights   under Spillway (LD_PRELOAD=libspillway.so), advise every weight
+                       allocation SPW_ADVICE_WEIGHTS through its C API once the weights
+                       are generated, as a framework that knows Spillway would: their host
+                       copies stay valid, so evicting them copies nothing back. Without
+                       Spillway it does nothing.
     --json FILE        also write the results as one JSON object to FILE
     --quiet            print nothing on success
     --help             print this text
@@ -106,7 +113,7 @@ struct Config {
   int dtype = kTlF32;
   uint64_t host_offload = 0, weights = 0;
   std::string module, json;
-  bool quiet = false;
+  bool quiet = false, advise_weights = false;
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
@@ -184,6 +191,10 @@ Config ParseArgs(int argc, char** argv) {
     }
     if (flag == "--quiet") {
       c.quiet = true;
+      continue;
+    }
+    if (flag == "--advise-weights") {
+      c.advise_weights = true;
       continue;
     }
     if (flag.rfind("--", 0) != 0) UsageError("unexpected argument '" + flag + "'");
@@ -400,6 +411,29 @@ double ProcessCpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
+// --advise-weights: spw_advise(SPW_ADVICE_WEIGHTS) on each allocation Spillway manages,
+// found with dlsym so that tinyllm runs the same without it. Returns the bytes advised.
+uint64_t AdviseWeights(const std::vector<std::pair<CUdeviceptr, uint64_t>>& allocations) {
+  // spillway.h's spw_advise and the values it uses, without depending on its header.
+  using Advise = int (*)(void* ptr, size_t size, unsigned advice);
+  constexpr unsigned kAdviceWeights = 1u << 0;
+  constexpr int kOk = 0, kNotManaged = 2;
+  auto advise = reinterpret_cast<Advise>(dlsym(RTLD_DEFAULT, "spw_advise"));
+  if (advise == nullptr) return 0;  // not under Spillway: nothing to advise
+  uint64_t advised = 0;
+  for (const auto& [ptr, bytes] : allocations) {
+    const int status = advise(reinterpret_cast<void*>(ptr), bytes, kAdviceWeights);
+    if (status == kOk) {
+      advised += bytes;
+    } else if (status != kNotManaged) {  // under SPILLWAY_MIN_BYTES: left as plain memory
+      std::fprintf(stderr, "tinyllm: spw_advise failed on a weight allocation: status %d\n",
+                   status);
+      std::exit(1);
+    }
+  }
+  return advised;
+}
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -454,6 +488,7 @@ int Run(const Config& c) {
     weights[i].on_host = true;
     host_bytes += weights[i].count * elem;
   }
+  std::vector<std::pair<CUdeviceptr, uint64_t>> weight_allocations;  // on the device
   if (c.style == Style::kArena) {
     // Offsets aligned to 256 bytes, as GPU allocators align tensors.
     uint64_t arena_bytes = 0;
@@ -461,6 +496,7 @@ int Run(const Config& c) {
       if (!t.on_host) arena_bytes = AlignUp(arena_bytes, 256) + t.count * elem;
     }
     CUdeviceptr arena = arena_bytes ? mem.Device(arena_bytes, "the weight arena") : 0;
+    if (arena != 0) weight_allocations.push_back({arena, arena_bytes});
     uint64_t offset = 0;
     for (Tensor& t : weights) {
       if (t.on_host) continue;
@@ -470,7 +506,9 @@ int Run(const Config& c) {
     }
   } else {
     for (Tensor& t : weights) {
-      if (!t.on_host) t.ptr = mem.Device(t.count * elem, "weight " + t.name);
+      if (t.on_host) continue;
+      t.ptr = mem.Device(t.count * elem, "weight " + t.name);
+      weight_allocations.push_back({t.ptr, t.count * elem});
     }
   }
   for (Tensor& t : weights) {
@@ -529,6 +567,7 @@ int Run(const Config& c) {
   }
   TL_CHECK(cuStreamSynchronize(stream), "generating the weights");
   const double init_s = Seconds(init_start);
+  const uint64_t advised_bytes = c.advise_weights ? AdviseWeights(weight_allocations) : 0;
 
   std::vector<int> prompt(rows_max);
   for (int b = 0; b < c.batch; ++b) {
@@ -627,6 +666,10 @@ int Run(const Config& c) {
     std::printf("weights %s (%" PRIu64 " bytes, %" PRIu64 " on host), kv %s (%" PRIu64 " bytes)\n",
                 HumanBytes(weight_bytes).c_str(), weight_bytes, host_bytes,
                 HumanBytes(kv_bytes).c_str(), kv_bytes);
+    if (c.advise_weights) {
+      std::printf("advised SPW_ADVICE_WEIGHTS: %s%s\n", HumanBytes(advised_bytes).c_str(),
+                  advised_bytes == 0 ? " (Spillway not loaded, or no weight managed)" : "");
+    }
     for (int b = 0; b < c.batch; ++b) {
       std::printf("seq %d:", b);
       for (int t : generated[b]) std::printf(" %d", t);
@@ -657,13 +700,14 @@ int Run(const Config& c) {
                  "\"decode_s\": %.6f, \"decode_cpu_s\": %.6f, \"prefill_tok_s\": %.3f, "
                  "\"decode_tok_s\": %.3f, "
                  "\"weight_bytes\": %" PRIu64 ", \"host_offload_bytes\": %" PRIu64
-                 ", \"kv_bytes\": %" PRIu64
+                 ", \"kv_bytes\": %" PRIu64 ", \"advised_weight_bytes\": %" PRIu64
                  ", \"config\": {\"layers\": %d, \"dim\": %d, \"ffn\": %d, \"heads\": %d, "
                  "\"vocab\": %d, \"ctx\": %d, \"batch\": %d, \"prompt\": %d, \"gen\": %d, "
                  "\"seed\": %u, \"style\": \"%s\", \"dtype\": \"%s\"}}\n",
                  checksum_hex, init_s, prefill_s, decode_s, decode_cpu_s, prefill_tok_s,
-                 decode_tok_s, weight_bytes, host_bytes, kv_bytes, c.layers, d, f, c.heads, v,
-                 c.ctx, c.batch, c.prompt, c.gen, c.seed, StyleName(c.style), dtype_name);
+                 decode_tok_s, weight_bytes, host_bytes, kv_bytes, advised_bytes, c.layers, d, f,
+                 c.heads, v, c.ctx, c.batch, c.prompt, c.gen, c.seed, StyleName(c.style),
+                 dtype_name);
     std::fclose(out);
   }
   TL_CHECK(cuStreamDestroy(stream), "destroying the stream");
