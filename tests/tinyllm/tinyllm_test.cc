@@ -12,6 +12,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -203,6 +204,48 @@ INSTANTIATE_TEST_SUITE_P(Styles, Advised,
                            return std::get<0>(info.param) +
                                   (std::get<1>(info.param) ? "_nvme" : "_host");
                          });
+
+// SIMCUDA_TIMELINE records every kernel and every copy over the modelled link, and
+// bench/tinyllm/timeline.py turns it into the link's busy and idle time per step.
+TEST_F(TinyllmTest, TimelineShowsWhereTheLinkIdles) {
+  const Outcome reference = Reference("tensor");
+  const std::string timeline = dir_ + "/timeline.jsonl", summary = dir_ + "/summary.json";
+  std::map<std::string, std::string> env = kSpillway;
+  env["SPILLWAY_HBM_LIMIT"] = std::to_string(reference.weight_bytes / 4);
+  env["SIMCUDA_H2D_GBPS"] = "4";
+  env["SIMCUDA_D2H_GBPS"] = "4";
+  env["SIMCUDA_TIMELINE"] = timeline;
+  std::vector<std::string> args = kModel;
+  args.insert(args.end(), {"--gen", "12"});
+  const Outcome run = Tinyllm(args, env, true);
+  ASSERT_EQ(run.process.status, 0) << run.process.err;
+
+  std::ifstream lines(timeline);
+  unsigned long long h2d_bytes = 0, kernels = 0, embeds = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"kind\": \"kernel\"") != std::string::npos) {
+      ++kernels;
+      embeds += line.find("\"name\": \"tl_embed\"") != std::string::npos;
+    } else if (line.find("\"kind\": \"h2d\"") != std::string::npos) {
+      h2d_bytes += JsonNumber(line, "bytes");
+    }
+  }
+  EXPECT_EQ(embeds, 12u) << "one forward pass per token: the prefill and 11 decode steps";
+  EXPECT_GT(kernels, 12 * 30u);
+  // Every byte Spillway moved in crossed the modelled link (plus the program's own copies).
+  EXPECT_GE(h2d_bytes, JsonNumber(run.stats, "h2d_bytes"));
+  EXPECT_GT(JsonNumber(run.stats, "h2d_bytes"), 0u);
+
+  const spw_test::ProcessResult summarised =
+      spw_test::RunProcess({SPW_PYTHON, SPW_TIMELINE_PY, timeline, "--json", summary}, {}, dir_);
+  ASSERT_EQ(summarised.status, 0) << summarised.err;
+  EXPECT_THAT(summarised.out, HasSubstr("10 steps after skipping 2"));
+  EXPECT_THAT(summarised.out, HasSubstr("H2D idle"));
+  const std::string figures = spw_test::ReadWholeFile(summary);
+  const double busy = std::strtod(JsonField(figures, "busy_fraction", ",").c_str(), nullptr);
+  EXPECT_GT(busy, 0.0) << figures;
+  EXPECT_LE(busy, 1.0) << figures;
+}
 
 // --- without Spillway ---
 

@@ -12,6 +12,7 @@
 #include "device_memory.h"
 #include "fault.h"
 #include "stream.h"
+#include "timeline.h"
 
 namespace simcuda {
 
@@ -117,6 +118,9 @@ bool ReadConfig(Config* config) {
     ok = false;
   }
   config->strict_streams = std::getenv("SIMCUDA_STRICT_STREAMS") != nullptr;
+  if (const char* path = std::getenv("SIMCUDA_TIMELINE"); path != nullptr && *path != '\0') {
+    ok = OpenTimeline(path) && ok;
+  }
   double numa = config->host_numa_id;
   if (ReadNumber("SIMCUDA_HOST_NUMA_ID", 0, &numa) && numa == std::floor(numa)) {
     config->host_numa_id = static_cast<int>(numa);

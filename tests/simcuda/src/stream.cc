@@ -7,6 +7,7 @@
 
 #include "device_memory.h"
 #include "fault.h"
+#include "timeline.h"
 
 namespace simcuda {
 namespace {
@@ -195,6 +196,13 @@ bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src,
   }
   engine.link_free = start + std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::duration<double>(bytes / rate));
+  if (TimelineOn()) {
+    auto ms = [](std::chrono::steady_clock::time_point t) {
+      return std::chrono::duration<double, std::milli>(t.time_since_epoch()).count();
+    };
+    RecordTimeline(direction == CopyDirection::kHostToDevice ? "h2d" : "d2h", device, nullptr,
+                   bytes, ms(start), ms(engine.link_free));
+  }
   return true;
 }
 

@@ -6,6 +6,7 @@
 
 #include "fault.h"
 #include "graph.h"
+#include "timeline.h"
 
 namespace simcuda {
 
@@ -74,7 +75,11 @@ struct ExecuteVisitor {
     simcuda_kernel_fn entry = k.function->entry;
     const simcuda_launch* launch = &k.launch;
     void** p = params.data();
-    return Guarded([&] { entry(launch, p); });
+    if (!TimelineOn()) return Guarded([&] { entry(launch, p); });
+    const double start = NowMs();
+    const bool ok = Guarded([&] { entry(launch, p); });
+    RecordTimeline("kernel", device, k.function->name.c_str(), 0, start, NowMs());
+    return ok;
   }
   bool operator()(const CopyWork& c) const {
     return EngineCopy(device, Classify(c.dst, c.src, c.bytes), c.dst, c.src, c.bytes);
