@@ -18,8 +18,10 @@
 //      adjacent chunks together): no stream can be using them, because every stream that
 //      could is held at the gate, behind work that has finished,
 //   4. lets the Manager commit the new states, and opens the gate.
-// Two jobs are in flight at once: the next job's copies are queued before the previous
-// one's remap and commit, so the link does not idle through them.
+// Up to four jobs are in flight at once: later jobs' copies are queued before an earlier
+// one's remap and commit, so the link does not idle through them. (With two, the link idled
+// through most remaps at 2 GB/s: the one job queued behind the finishing one ran out of
+// copies first. bench/tinyllm/timeline.py shows it; docs/benchmarks.md has the figures.)
 // A job may also gate nothing (gate_streams false: a release, or a prefetch ahead of
 // need). It then waits for the streams' work, or for the BusyEvents of the launches that
 // last used its chunks, and the manager makes every later user of those chunks wait for
@@ -196,7 +198,7 @@ class Mover {
   std::vector<CUevent> staging_free_;
   // Events of a job in flight (up to kSlots are: Run), by sequence number modulo kSlots.
   // Mover thread only.
-  static constexpr int kSlots = 2;
+  static constexpr int kSlots = 4;
   struct Slot {
     CUevent out_done = nullptr;  // recorded after the job's copies, on each copy stream
     CUevent in_done = nullptr;
