@@ -305,15 +305,45 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
     return absl::InvalidArgumentError("advice range is empty or leaves the allocation");
   }
   Allocation* allocation = hit->allocation;
+  const CUdeviceptr end = address + bytes;
+  const uint64_t chunk_bytes = config_.chunk_bytes;
+  const bool whole = address == hit->base && end == hit->base + allocation->size;
+  if (!whole && (advice & kAdviceReadMostly)) {
+    // Read-mostly for part of an allocation: the chunks in the range. Set, only those it
+    // holds whole (a chunk partly outside may be written there); cleared, every chunk it
+    // touches, which drops their kept copies.
+    const size_t offset = address - hit->base, offset_end = end - hit->base;
+    const size_t chunks = allocation->chunks.size();
+    size_t first = offset / chunk_bytes, limit = (offset_end + chunk_bytes - 1) / chunk_bytes;
+    if (set) {
+      first = (offset + chunk_bytes - 1) / chunk_bytes;
+      // The last chunk ends at the allocation's size; past it is padding no one writes.
+      limit = end == hit->base + allocation->size ? chunks : offset_end / chunk_bytes;
+    } else if (allocation->advice & kAdviceReadMostly) {
+      // Advised whole before: the rest of it stays read-mostly, chunk by chunk.
+      allocation->advice &= ~kAdviceReadMostly;
+      for (Chunk& chunk : allocation->chunks) chunk.read_mostly = true;
+    }
+    for (size_t i = first; i < std::min(limit, chunks); ++i) {
+      Chunk& chunk = allocation->chunks[i];
+      chunk.read_mostly = set;
+      if (!set && !CleanAfterFetch(chunk)) DropCleanCopies(chunk);
+    }
+    advice &= ~kAdviceReadMostly;
+    if (advice == 0) return absl::OkStatus();
+  }
   if (set) {
     if (allocation->escaped) advice &= ~kAdviceGuarded;
     allocation->advice |= advice;
   } else {
     allocation->advice &= ~advice;
+    if (whole && (advice & kAdviceReadMostly)) {
+      for (Chunk& chunk : allocation->chunks) chunk.read_mostly = false;
+    }
     // Without the advice the program may write it again: a copy kept from its last fetch
     // would hand back stale bytes at the next eviction.
-    if (!allocation->clean_after_fetch()) {
-      for (Chunk& chunk : allocation->chunks) DropCleanCopies(chunk);
+    for (Chunk& chunk : allocation->chunks) {
+      if (!CleanAfterFetch(chunk)) DropCleanCopies(chunk);
     }
   }
   return absl::OkStatus();
@@ -536,7 +566,7 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
       chunk.device = PhysicalChunk{};
       ++stats_.evictions;
     }
-    const bool keeps_copies = chunk.allocation->clean_after_fetch() && !chunk.written_while_moving;
+    const bool keeps_copies = CleanAfterFetch(chunk) && !chunk.written_while_moving;
     bool keep_host = to == Tier::kDevice && chunk.tier == Tier::kHost && keeps_copies;
     if ((chunk.tier == Tier::kHost || chunk.host_copy_valid) && !keep_host && to != Tier::kHost) {
       host_pool_->Give(chunk.host);

@@ -66,10 +66,11 @@ typedef enum spw_tier { SPW_TIER_DEVICE = 0, SPW_TIER_HOST = 1, SPW_TIER_NVME = 
 
 typedef enum spw_advice {
   SPW_ADVICE_WEIGHTS = 1 << 0,     /* read-mostly weights: a host copy is kept, eviction is free */
-  SPW_ADVICE_KV = 1 << 1,          /* a KV cache */
+  SPW_ADVICE_KV = 1 << 1,          /* a KV cache (recorded; see READ_MOSTLY for its blocks) */
   SPW_ADVICE_PIN = 1 << 2,         /* keep in HBM */
   SPW_ADVICE_COLD = 1 << 3,        /* evict first; new allocations start in host memory */
-  SPW_ADVICE_READ_MOSTLY = 1 << 4, /* kernels do not write it */
+  SPW_ADVICE_READ_MOSTLY = 1 << 4, /* kernels do not write it; for part of an allocation,
+                                      the chunks the range holds whole (filled KV blocks) */
   SPW_ADVICE_GUARDED = 1 << 5      /* the caller spw_prefetch()es before every device use, so
                                       the data may leave mapped memory (NVMe) */
 } spw_advice;

@@ -193,6 +193,63 @@ TEST_F(ManagerTest, UnadvisingWeightsDropsTheirHostCopy) {
   for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(9, w));
 }
 
+// READ_MOSTLY for a range: the filled blocks of a KV cache keep their host copies and leave
+// HBM without a copy; the block still being written is copied out as before.
+TEST_F(ManagerTest, ReadMostlyRangeCoversTheChunksItHoldsWhole) {
+  auto kv = manager_->Allocate(16 * kMiB, nullptr, kAdviceKv);
+  ASSERT_TRUE(kv.ok());
+  ASSERT_CU(kernels_.Fill(*kv, 16 * kMiB / 4, 5, nullptr));
+  // Chunks 0-5 are full; a range ending inside chunk 6 must not cover it.
+  ASSERT_TRUE(manager_->Advise(*kv, 13 * kMiB, kAdviceReadMostly, true).ok());
+  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  const uint64_t out_before = manager_->Stats().d2h_bytes;
+  EXPECT_EQ(out_before, 16 * kMiB) << "nothing had a host copy yet";
+  ASSERT_CU(kernels_.Fill(*kv + 12 * kMiB, 4 * kMiB / 4, 6, nullptr));  // the newest blocks
+  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().d2h_bytes - out_before, 4 * kMiB) << "chunks 6 and 7 only";
+  std::vector<uint32_t> words = ReadBack(*kv, 16 * kMiB);
+  const size_t split = 12 * kMiB / 4;
+  for (size_t w = 0; w < split; w += 997) ASSERT_EQ(words[w], Pattern(5, w));
+  for (size_t w = split; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(6, w - split));
+
+  // Clearing it for one byte of chunk 1 clears the whole chunk: written again, it is copied.
+  ASSERT_TRUE(manager_->Advise(*kv + 2 * kMiB + 7, 1, kAdviceReadMostly, false).ok());
+  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*kv + 2 * kMiB, 2 * kMiB / 4, 7, nullptr));
+  const uint64_t out_again = manager_->Stats().d2h_bytes;
+  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().d2h_bytes - out_again, 6 * kMiB) << "chunks 1, 6 and 7";
+  words = ReadBack(*kv + 2 * kMiB, 2 * kMiB);
+  for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(7, w));
+}
+
+// Clearing READ_MOSTLY from part of an allocation advised whole keeps the rest advised.
+TEST_F(ManagerTest, UnadvisingPartOfAReadMostlyAllocationKeepsTheRest) {
+  auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceReadMostly);
+  ASSERT_TRUE(p.ok());
+  ASSERT_CU(kernels_.Fill(*p, 8 * kMiB / 4, 3, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_TRUE(manager_->Advise(*p, 2 * kMiB, kAdviceReadMostly, false).ok());  // chunk 0
+  ASSERT_CU(kernels_.Fill(*p, 2 * kMiB / 4, 4, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  const uint64_t out_before = manager_->Stats().d2h_bytes;
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().d2h_bytes - out_before, 2 * kMiB) << "chunk 0 only";
+  std::vector<uint32_t> words = ReadBack(*p, 2 * kMiB);
+  for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(4, w));
+}
+
 TEST_F(ManagerTest, PinnedChunksNeverLeaveHbm) {
   auto pinned = manager_->Allocate(16 * kMiB, nullptr, kAdvicePin);
   ASSERT_TRUE(pinned.ok());
