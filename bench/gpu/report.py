@@ -64,6 +64,7 @@ def main():
                             ("learned-50", "spillway learned", 50),
                             ("offload-50", "host-offload", 50), ("spillway-25", "spillway", 25),
                             ("learned-25", "spillway learned", 25),
+                            ("advised-25", "spillway learned, weights advised", 25),
                             ("offload-25", "host-offload", 25)]:
         step = status.get("tinyllm-" + name, {})
         result = load(os.path.join(out, "runs", name + ".json"))

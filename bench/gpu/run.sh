@@ -261,6 +261,14 @@ for pct in 50 25; do
     --hbm-limit "$limit" --policy learned "${spw_opts[@]}" \
     --log-file "$out/logs/learned-$pct.spwlog" --stats "$out/runs/learned-$pct.stats.json" -- \
     "$tinyllm" "${tl_args[@]}" --json "$out/runs/learned-$pct.json" || true
+  # 3b''. Learned again with the weights advised through the C API (tinyllm
+  # --advise-weights): evictions are remaps, no copy back. At 25% only, to fit the budget.
+  if [[ "$pct" == 25 ]]; then
+    run_step "tinyllm-advised-$pct" "$run_limit" "${run_env[@]}" "$spillway" run \
+      --hbm-limit "$limit" --policy learned "${spw_opts[@]}" \
+      --log-file "$out/logs/advised-$pct.spwlog" --stats "$out/runs/advised-$pct.stats.json" -- \
+      "$tinyllm" "${tl_args[@]}" --advise-weights --json "$out/runs/advised-$pct.json" || true
+  fi
   # 3c. The baseline: weights beyond the limit in mapped pinned host memory.
   run_step "tinyllm-offload-$pct" "$run_limit" "${run_env[@]}" "$tinyllm" "${tl_args[@]}" \
     --host-offload $(( actual_weights - limit )) --json "$out/runs/offload-$pct.json" || true
