@@ -68,12 +68,14 @@ bool TryManagedFree(CUdeviceptr dptr, CUstream stream, CUresult* result) {
   return true;
 }
 
-// Makes the managed allocations holding `written` (device memory the call writes) and
-// `read` (device memory it reads) usable by a copy or set on `stream` (`per_thread`: the
-// call is a _ptsz/_ptds variant); 0 for either means none. A write also drops the clean
-// copies a fetch may have kept of the destination (Manager::NoteWrite): they would be
-// stale at its next eviction. The allocation stays pinned until the real call is queued.
-CUresult PrepareAccess(CUdeviceptr written, CUdeviceptr read, CUstream stream, bool per_thread) {
+// Makes the managed allocations holding `written` (device memory the call writes, the
+// `written_bytes` from there) and `read` (device memory it reads) usable by a copy or set on
+// `stream` (`per_thread`: the call is a _ptsz/_ptds variant); 0 for either means none. A
+// write also drops the clean copies fetches kept of the chunks it writes
+// (Manager::NoteWrite): they would be stale at their next eviction. The allocations stay
+// pinned until the real call is queued.
+CUresult PrepareAccess(CUdeviceptr written, size_t written_bytes, CUdeviceptr read, CUstream stream,
+                       bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
   static_assert(sizeof(CUdeviceptr) == sizeof(uintptr_t));
   uintptr_t words[2];
@@ -88,7 +90,7 @@ CUresult PrepareAccess(CUdeviceptr written, CUdeviceptr read, CUstream stream, b
   if (written == 0) return CUDA_SUCCESS;
   Manager* owner = ipc::OwnerOf(written);
   // Not managed (or freed meanwhile, which the driver reports): nothing kept to drop.
-  if (owner != nullptr) owner->NoteWrite(written).IgnoreError();
+  if (owner != nullptr) owner->NoteWrite(written, written_bytes).IgnoreError();
   return CUDA_SUCCESS;
 }
 
@@ -105,13 +107,13 @@ bool IsHostPointer(CUdeviceptr ptr) {
 
 CUresult HtoD(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  if (CUresult r = PrepareAccess(dst, 0, stream, per_thread); r != CUDA_SUCCESS) return r;
+  if (CUresult r = PrepareAccess(dst, bytes, 0, stream, per_thread); r != CUDA_SUCCESS) return r;
   return ipc::NoteEscapes(src, bytes, ipc::EffectiveStream(stream, per_thread));
 }
 
 CUresult Unified(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  if (CUresult r = PrepareAccess(dst, src, stream, per_thread); r != CUDA_SUCCESS) return r;
+  if (CUresult r = PrepareAccess(dst, bytes, src, stream, per_thread); r != CUDA_SUCCESS) return r;
   if (!IsHostPointer(src)) return CUDA_SUCCESS;
   return ipc::NoteEscapes(reinterpret_cast<const void*>(src), bytes,
                           ipc::EffectiveStream(stream, per_thread));
@@ -382,39 +384,39 @@ SPW_EXPORT CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, 
 }
 
 SPW_EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareAccess(0, src, nullptr, false));
+  SPW_CHECKED(PrepareAccess(0, 0, src, nullptr, false));
   SPW_CALL_REAL(cuMemcpyDtoH_v2, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareAccess(0, src, nullptr, true));
+  SPW_CHECKED(PrepareAccess(0, 0, src, nullptr, true));
   SPW_CALL_REAL(cuMemcpyDtoH_v2_ptds, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, CUstream s) {
-  SPW_CHECKED(PrepareAccess(0, src, s, false));
+  SPW_CHECKED(PrepareAccess(0, 0, src, s, false));
   SPW_CALL_REAL(cuMemcpyDtoHAsync_v2, dst, src, bytes, s);
 }
 SPW_EXPORT CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t bytes,
                                               CUstream s) {
-  SPW_CHECKED(PrepareAccess(0, src, s, true));
+  SPW_CHECKED(PrepareAccess(0, 0, src, s, true));
   SPW_CALL_REAL(cuMemcpyDtoHAsync_v2_ptsz, dst, src, bytes, s);
 }
 
 SPW_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareAccess(dst, src, nullptr, false));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, nullptr, false));
   SPW_CALL_REAL(cuMemcpyDtoD_v2, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
-  SPW_CHECKED(PrepareAccess(dst, src, nullptr, true));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, nullptr, true));
   SPW_CALL_REAL(cuMemcpyDtoD_v2_ptds, dst, src, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
                                          CUstream s) {
-  SPW_CHECKED(PrepareAccess(dst, src, s, false));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, s, false));
   SPW_CALL_REAL(cuMemcpyDtoDAsync_v2, dst, src, bytes, s);
 }
 SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
                                               CUstream s) {
-  SPW_CHECKED(PrepareAccess(dst, src, s, true));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, s, true));
   SPW_CALL_REAL(cuMemcpyDtoDAsync_v2_ptsz, dst, src, bytes, s);
 }
 
@@ -422,21 +424,21 @@ SPW_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, 
 
 #define SPW_SET_HOOKS(bits, value_type)                                                        \
   SPW_EXPORT CUresult cuMemsetD##bits##_v2(CUdeviceptr dst, value_type value, size_t n) {      \
-    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, false));                                        \
+    SPW_CHECKED(PrepareAccess(dst, n * sizeof(value_type), 0, nullptr, false));                \
     SPW_CALL_REAL(cuMemsetD##bits##_v2, dst, value, n);                                        \
   }                                                                                            \
   SPW_EXPORT CUresult cuMemsetD##bits##_v2_ptds(CUdeviceptr dst, value_type value, size_t n) { \
-    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, true));                                         \
+    SPW_CHECKED(PrepareAccess(dst, n * sizeof(value_type), 0, nullptr, true));                 \
     SPW_CALL_REAL(cuMemsetD##bits##_v2_ptds, dst, value, n);                                   \
   }                                                                                            \
   SPW_EXPORT CUresult cuMemsetD##bits##Async(CUdeviceptr dst, value_type value, size_t n,      \
                                              CUstream s) {                                     \
-    SPW_CHECKED(PrepareAccess(dst, 0, s, false));                                              \
+    SPW_CHECKED(PrepareAccess(dst, n * sizeof(value_type), 0, s, false));                      \
     SPW_CALL_REAL(cuMemsetD##bits##Async, dst, value, n, s);                                   \
   }                                                                                            \
   SPW_EXPORT CUresult cuMemsetD##bits##Async_ptsz(CUdeviceptr dst, value_type value, size_t n, \
                                                   CUstream s) {                                \
-    SPW_CHECKED(PrepareAccess(dst, 0, s, true));                                               \
+    SPW_CHECKED(PrepareAccess(dst, n * sizeof(value_type), 0, s, true));                       \
     SPW_CALL_REAL(cuMemsetD##bits##Async_ptsz, dst, value, n, s);                              \
   }
 
@@ -451,12 +453,12 @@ SPW_SET_HOOKS(32, unsigned int)
 
 namespace {
 
-// One side of a 2D/3D copy: its device address (0: not device memory) and, for host
-// memory, the span of bytes it reads.
+// One side of a 2D/3D copy: its device address (0: not device memory) or its host address,
+// and the span of bytes it covers.
 struct CopySide {
   CUdeviceptr device = 0;
   const void* host = nullptr;
-  size_t host_bytes = 0;
+  size_t bytes = 0;
 };
 
 CopySide Side(CUmemorytype type, const void* host, CUdeviceptr device, size_t offset, size_t span) {
@@ -466,21 +468,23 @@ CopySide Side(CUmemorytype type, const void* host, CUdeviceptr device, size_t of
     const void* start = type == CU_MEMORYTYPE_HOST ? host : reinterpret_cast<const void*>(device);
     if (start != nullptr) {
       side.host = static_cast<const unsigned char*>(start) + offset;
-      side.host_bytes = span;
+      side.bytes = span;
     }
   } else if (type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_UNIFIED) {
     side.device = device + offset;
+    side.bytes = span;
   }
   return side;
 }
 
 CUresult PrepareCopy(const CopySide& src, const CopySide& dst, CUstream stream, bool per_thread) {
   if (!ipc::AnyManaged()) return CUDA_SUCCESS;
-  if (CUresult r = PrepareAccess(dst.device, src.device, stream, per_thread); r != CUDA_SUCCESS) {
+  if (CUresult r = PrepareAccess(dst.device, dst.bytes, src.device, stream, per_thread);
+      r != CUDA_SUCCESS) {
     return r;
   }
   if (src.host == nullptr || dst.device == 0) return CUDA_SUCCESS;
-  return ipc::NoteEscapes(src.host, src.host_bytes, ipc::EffectiveStream(stream, per_thread));
+  return ipc::NoteEscapes(src.host, src.bytes, ipc::EffectiveStream(stream, per_thread));
 }
 
 CUresult Prepare2D(const CUDA_MEMCPY2D* c, CUstream stream, bool per_thread) {
@@ -552,44 +556,55 @@ SPW_EXPORT CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D* c, CUstream s) 
 
 SPW_EXPORT CUresult cuMemcpyPeer(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                  CUcontext src_ctx, size_t bytes) {
-  SPW_CHECKED(PrepareAccess(dst, src, nullptr, false));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, nullptr, false));
   SPW_CALL_REAL(cuMemcpyPeer, dst, dst_ctx, src, src_ctx, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                       CUcontext src_ctx, size_t bytes) {
-  SPW_CHECKED(PrepareAccess(dst, src, nullptr, true));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, nullptr, true));
   SPW_CALL_REAL(cuMemcpyPeer_ptds, dst, dst_ctx, src, src_ctx, bytes);
 }
 SPW_EXPORT CUresult cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                       CUcontext src_ctx, size_t bytes, CUstream s) {
-  SPW_CHECKED(PrepareAccess(dst, src, s, false));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, s, false));
   SPW_CALL_REAL(cuMemcpyPeerAsync, dst, dst_ctx, src, src_ctx, bytes, s);
 }
 SPW_EXPORT CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dst_ctx, CUdeviceptr src,
                                            CUcontext src_ctx, size_t bytes, CUstream s) {
-  SPW_CHECKED(PrepareAccess(dst, src, s, true));
+  SPW_CHECKED(PrepareAccess(dst, bytes, src, s, true));
   SPW_CALL_REAL(cuMemcpyPeerAsync_ptsz, dst, dst_ctx, src, src_ctx, bytes, s);
 }
+
+namespace {
+// The bytes a 2D set of `height` rows of `row_bytes`, `pitch` apart, spans.
+size_t Set2DSpan(size_t pitch, size_t row_bytes, size_t height) {
+  return height == 0 ? 0 : (height - 1) * pitch + row_bytes;
+}
+}  // namespace
 
 #define SPW_SET2D_HOOKS(bits, value_type)                                                          \
   SPW_EXPORT CUresult cuMemsetD2D##bits##_v2(CUdeviceptr dst, size_t pitch, value_type value,      \
                                              size_t width, size_t height) {                        \
-    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, false));                                            \
+    SPW_CHECKED(PrepareAccess(dst, Set2DSpan(pitch, width * sizeof(value_type), height), 0,        \
+                              nullptr, false));                                                    \
     SPW_CALL_REAL(cuMemsetD2D##bits##_v2, dst, pitch, value, width, height);                       \
   }                                                                                                \
   SPW_EXPORT CUresult cuMemsetD2D##bits##_v2_ptds(CUdeviceptr dst, size_t pitch, value_type value, \
                                                   size_t width, size_t height) {                   \
-    SPW_CHECKED(PrepareAccess(dst, 0, nullptr, true));                                             \
+    SPW_CHECKED(PrepareAccess(dst, Set2DSpan(pitch, width * sizeof(value_type), height), 0,        \
+                              nullptr, true));                                                     \
     SPW_CALL_REAL(cuMemsetD2D##bits##_v2_ptds, dst, pitch, value, width, height);                  \
   }                                                                                                \
   SPW_EXPORT CUresult cuMemsetD2D##bits##Async(CUdeviceptr dst, size_t pitch, value_type value,    \
                                                size_t width, size_t height, CUstream s) {          \
-    SPW_CHECKED(PrepareAccess(dst, 0, s, false));                                                  \
+    SPW_CHECKED(                                                                                   \
+        PrepareAccess(dst, Set2DSpan(pitch, width * sizeof(value_type), height), 0, s, false));    \
     SPW_CALL_REAL(cuMemsetD2D##bits##Async, dst, pitch, value, width, height, s);                  \
   }                                                                                                \
   SPW_EXPORT CUresult cuMemsetD2D##bits##Async_ptsz(                                               \
       CUdeviceptr dst, size_t pitch, value_type value, size_t width, size_t height, CUstream s) {  \
-    SPW_CHECKED(PrepareAccess(dst, 0, s, true));                                                   \
+    SPW_CHECKED(                                                                                   \
+        PrepareAccess(dst, Set2DSpan(pitch, width * sizeof(value_type), height), 0, s, true));     \
     SPW_CALL_REAL(cuMemsetD2D##bits##Async_ptsz, dst, pitch, value, width, height, s);             \
   }
 

@@ -349,11 +349,19 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
   return absl::OkStatus();
 }
 
-absl::Status Manager::NoteWrite(CUdeviceptr address) {
+absl::Status Manager::NoteWrite(CUdeviceptr address, size_t bytes) {
   absl::MutexLock lock(&mu_);
   std::optional<AllocationMap::Hit> hit = map_.Find(address);
   if (!hit) return absl::NotFoundError(absl::StrCat("0x", absl::Hex(address), " is not managed"));
-  for (Chunk& chunk : hit->allocation->chunks) DropCleanCopies(chunk);
+  std::vector<Chunk>& chunks = hit->allocation->chunks;
+  const size_t offset = address - hit->base;
+  const size_t first = offset / config_.chunk_bytes;
+  // Past the allocation (or a span that overflowed) the write ends with its last chunk.
+  const size_t end =
+      bytes > hit->allocation->size - offset ? hit->allocation->size : offset + bytes;
+  const size_t limit =
+      std::min(chunks.size(), (end + config_.chunk_bytes - 1) / config_.chunk_bytes);
+  for (size_t i = first; i < limit; ++i) DropCleanCopies(chunks[i]);
   return absl::OkStatus();
 }
 

@@ -130,11 +130,12 @@ class Manager {
   // Clearing the last clean-after-fetch bit (weights, read-mostly) drops the clean copies
   // kept from fetches: the program may write the data again.
   absl::Status Advise(CUdeviceptr address, size_t bytes, uint32_t advice, bool set);
-  // A copy or set into the allocation containing `address` is being queued (the interposer
-  // calls it between PrepareLaunch and the real call): clean copies kept from fetches no
-  // longer hold its bytes and are dropped, so an eviction copies the data out again.
-  // Without this, advice that keeps copies would turn a later eviction into lost writes.
-  absl::Status NoteWrite(CUdeviceptr address);
+  // A copy or set of [address, address + bytes) is being queued (the interposer calls it
+  // between PrepareLaunch and the real call): the clean copies fetches kept of the chunks it
+  // touches no longer hold their bytes and are dropped, so an eviction copies them out
+  // again. Without this, advice that keeps copies would turn a later eviction into lost
+  // writes. NotFound when `address` is not managed.
+  absl::Status NoteWrite(CUdeviceptr address, size_t bytes);
   // Moves the chunks overlapping [address, address+bytes) to `tier`, ordered after the
   // work queued on `stream`; later work on `stream` sees them there.
   absl::Status Prefetch(CUdeviceptr address, size_t bytes, Tier tier, CUstream stream,

@@ -3,9 +3,9 @@
 // advice_write MODULE MODE: a program that advises its weights through the C API (found
 // with dlsym, as a framework that knows Spillway would), lets a fetch keep their host copy,
 // then writes them again with a copy and with a set (through MODE's entry points, see
-// e2e_driver.h). The next eviction must copy the new bytes out: re-pointing the range at
-// the kept copy would lose the writes. Prints "ok" when every byte read back is the
-// written one. Run under LD_PRELOAD=libspillway.so (exit 4 without it).
+// e2e_driver.h), and one word deep inside a third. The next eviction must copy the new
+// bytes out: re-pointing the range at the kept copy would lose the writes. Prints "ok" when every
+// byte read back is the written one. Run under LD_PRELOAD=libspillway.so (exit 4 without it).
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -40,11 +40,12 @@ int main(int argc, char** argv) {
 
   constexpr size_t kBytes = size_t{4} << 20;  // over SPILLWAY_MIN_BYTES: managed
   constexpr size_t kWords = kBytes / 4;
-  CUdeviceptr copied, set;
+  CUdeviceptr copied, set, word;
   CU(d.MemAlloc(&copied, kBytes));
   CU(d.MemAlloc(&set, kBytes));
+  CU(d.MemAlloc(&word, kBytes));
   std::vector<uint32_t> words(kWords, 0x1111u);
-  for (CUdeviceptr p : {copied, set}) {
+  for (CUdeviceptr p : {copied, set, word}) {
     CU(d.MemcpyHtoD(p, words.data(), kBytes));
     auto* ptr = reinterpret_cast<void*>(p);
     spw_status s = advise(ptr, kBytes, SPW_ADVICE_WEIGHTS);
@@ -61,7 +62,11 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> fresh(kWords, 0x2222u);
   CU(d.MemcpyHtoD(copied, fresh.data(), kBytes));
   CU(d.MemsetD32(set, 0x3333u, kWords));
-  for (CUdeviceptr p : {copied, set}) {
+  // One word three quarters in: whichever chunk holds it must be copied out.
+  constexpr size_t kWordAt = kWords * 3 / 4 + 5;
+  const uint32_t one = 0x4444u;
+  CU(d.MemcpyHtoD(word + kWordAt * 4, &one, 4));
+  for (CUdeviceptr p : {copied, set, word}) {
     if (evict(reinterpret_cast<void*>(p), kBytes, SPW_TIER_HOST, nullptr) != SPW_OK) {
       std::fprintf(stderr, "e2e: spw_evict failed\n");
       return 1;
@@ -79,8 +84,19 @@ int main(int argc, char** argv) {
       ++failures;
     }
   }
+  CU(d.MemcpyDtoH(words.data(), word, kBytes));
+  for (size_t i = 0; i < kWords; ++i) {
+    const uint32_t want = i == kWordAt ? one : 0x1111u;
+    if (words[i] != want) {
+      std::fprintf(stderr, "e2e: word %zu of the third allocation is %#x, want %#x\n", i, words[i],
+                   want);
+      ++failures;
+      break;
+    }
+  }
   CU(d.MemFree(copied));
   CU(d.MemFree(set));
+  CU(d.MemFree(word));
   if (failures == 0) std::printf("ok\n");
   return failures == 0 ? 0 : 1;
 }

@@ -164,7 +164,7 @@ TEST_F(ManagerTest, AWriteToCleanWeightsDropsTheirHostCopy) {
   ASSERT_CU(cuCtxSynchronize());
   manager_->Drain();
   // What the interposer does for a cuMemcpyHtoD into it: note the write, then queue it.
-  ASSERT_TRUE(manager_->NoteWrite(*p + kChunk).ok());
+  ASSERT_TRUE(manager_->NoteWrite(*p, 4 * kMiB).ok());
   std::vector<uint32_t> fresh(4 * kMiB / 4, 0xfeedu);
   ASSERT_CU(cuMemcpyHtoD(*p, fresh.data(), 4 * kMiB));
   ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, nullptr).ok());
@@ -172,7 +172,25 @@ TEST_F(ManagerTest, AWriteToCleanWeightsDropsTheirHostCopy) {
   manager_->Drain();
   EXPECT_EQ(manager_->Stats().d2h_bytes, 4 * kMiB) << "the written chunks were copied out";
   EXPECT_THAT(ReadBack(*p, 4 * kMiB), Each(0xfeedu));
-  EXPECT_EQ(manager_->NoteWrite(0x1234).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager_->NoteWrite(0x1234, 1).code(), absl::StatusCode::kNotFound);
+}
+
+// A write drops the copies of the chunks it touches, no others.
+TEST_F(ManagerTest, AWriteDropsTheHostCopiesOfTheChunksItTouchesOnly) {
+  auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
+  ASSERT_TRUE(p.ok());
+  ASSERT_CU(kernels_.Fill(*p, 8 * kMiB / 4, 3, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  // 8 bytes straddling chunks 1 and 2; then a span past the end, from inside chunk 3.
+  ASSERT_TRUE(manager_->NoteWrite(*p + 2 * kChunk - 4, 8).ok());
+  ASSERT_TRUE(manager_->NoteWrite(*p + 3 * kChunk + 100, ~size_t{0}).ok());
+  const uint64_t out_before = manager_->Stats().d2h_bytes;
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
+  ASSERT_CU(cuCtxSynchronize());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().d2h_bytes - out_before, 3 * kChunk) << "chunks 1, 2 and 3";
 }
 
 // Clearing the advice is how a C API user announces kernel writes to former weights.
