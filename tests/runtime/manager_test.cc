@@ -74,6 +74,28 @@ class ManagerTest : public ::testing::Test {
     return words;
   }
 
+  // Moves [address, address + bytes) to `tier` and waits for it; returns the bytes that
+  // took out of HBM.
+  uint64_t MoveAndCountOut(CUdeviceptr address, size_t bytes, Tier tier) {
+    const uint64_t before = manager_->Stats().d2h_bytes;
+    absl::Status moved = manager_->Prefetch(address, bytes, tier, nullptr);
+    EXPECT_TRUE(moved.ok()) << moved;
+    EXPECT_CU(cuCtxSynchronize());
+    manager_->Drain();
+    return manager_->Stats().d2h_bytes - before;
+  }
+
+  // Weights of `bytes` filled with `seed`'s pattern and fetched: in HBM, each chunk with a
+  // clean host copy.
+  CUdeviceptr CleanWeightsInHbm(size_t bytes, uint32_t seed) {
+    auto p = manager_->Allocate(bytes, nullptr, kAdviceWeights | kAdviceCold);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return 0;
+    EXPECT_CU(kernels_.Fill(*p, bytes / 4, seed, nullptr));
+    EXPECT_EQ(MoveAndCountOut(*p, bytes, Tier::kDevice), 0u);
+    return *p;
+  }
+
   TestKernels kernels_;
   std::unique_ptr<Manager> manager_;
   CUdeviceptr mismatches_ = 0;
@@ -157,57 +179,35 @@ TEST_F(ManagerTest, CleanWeightsAreEvictedWithoutACopy) {
 // A copy into weights after their fetch kept a host copy: the next eviction must copy the
 // new bytes out, not re-point the range at the stale copy.
 TEST_F(ManagerTest, AWriteToCleanWeightsDropsTheirHostCopy) {
-  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
-  ASSERT_TRUE(p.ok());
-  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 3, nullptr));
-  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
+  CUdeviceptr p = CleanWeightsInHbm(4 * kMiB, 3);
+  ASSERT_NE(p, 0u);
   // What the interposer does for a cuMemcpyHtoD into it: note the write, then queue it.
-  ASSERT_TRUE(manager_->NoteWrite(*p, 4 * kMiB).ok());
+  ASSERT_TRUE(manager_->NoteWrite(p, 4 * kMiB).ok());
   std::vector<uint32_t> fresh(4 * kMiB / 4, 0xfeedu);
-  ASSERT_CU(cuMemcpyHtoD(*p, fresh.data(), 4 * kMiB));
-  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  EXPECT_EQ(manager_->Stats().d2h_bytes, 4 * kMiB) << "the written chunks were copied out";
-  EXPECT_THAT(ReadBack(*p, 4 * kMiB), Each(0xfeedu));
+  ASSERT_CU(cuMemcpyHtoD(p, fresh.data(), 4 * kMiB));
+  EXPECT_EQ(MoveAndCountOut(p, 4 * kMiB, Tier::kHost), 4 * kMiB) << "the written chunks";
+  EXPECT_THAT(ReadBack(p, 4 * kMiB), Each(0xfeedu));
   EXPECT_EQ(manager_->NoteWrite(0x1234, 1).code(), absl::StatusCode::kNotFound);
 }
 
 // A write drops the copies of the chunks it touches, no others.
 TEST_F(ManagerTest, AWriteDropsTheHostCopiesOfTheChunksItTouchesOnly) {
-  auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
-  ASSERT_TRUE(p.ok());
-  ASSERT_CU(kernels_.Fill(*p, 8 * kMiB / 4, 3, nullptr));
-  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
+  CUdeviceptr p = CleanWeightsInHbm(8 * kMiB, 3);
+  ASSERT_NE(p, 0u);
   // 8 bytes straddling chunks 1 and 2; then a span past the end, from inside chunk 3.
-  ASSERT_TRUE(manager_->NoteWrite(*p + 2 * kChunk - 4, 8).ok());
-  ASSERT_TRUE(manager_->NoteWrite(*p + 3 * kChunk + 100, ~size_t{0}).ok());
-  const uint64_t out_before = manager_->Stats().d2h_bytes;
-  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  EXPECT_EQ(manager_->Stats().d2h_bytes - out_before, 3 * kChunk) << "chunks 1, 2 and 3";
+  ASSERT_TRUE(manager_->NoteWrite(p + 2 * kChunk - 4, 8).ok());
+  ASSERT_TRUE(manager_->NoteWrite(p + 3 * kChunk + 100, ~size_t{0}).ok());
+  EXPECT_EQ(MoveAndCountOut(p, 8 * kMiB, Tier::kHost), 3 * kChunk) << "chunks 1, 2 and 3";
 }
 
 // Clearing the advice is how a C API user announces kernel writes to former weights.
 TEST_F(ManagerTest, UnadvisingWeightsDropsTheirHostCopy) {
-  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceWeights | kAdviceCold);
-  ASSERT_TRUE(p.ok());
-  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 3, nullptr));
-  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  ASSERT_TRUE(manager_->Advise(*p, 4 * kMiB, kAdviceWeights, false).ok());
-  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 9, nullptr));
-  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  EXPECT_EQ(manager_->Stats().d2h_bytes, 4 * kMiB);
-  std::vector<uint32_t> words = ReadBack(*p, 4 * kMiB);
+  CUdeviceptr p = CleanWeightsInHbm(4 * kMiB, 3);
+  ASSERT_NE(p, 0u);
+  ASSERT_TRUE(manager_->Advise(p, 4 * kMiB, kAdviceWeights, false).ok());
+  ASSERT_CU(kernels_.Fill(p, 4 * kMiB / 4, 9, nullptr));
+  EXPECT_EQ(MoveAndCountOut(p, 4 * kMiB, Tier::kHost), 4 * kMiB);
+  std::vector<uint32_t> words = ReadBack(p, 4 * kMiB);
   for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(9, w));
 }
 
@@ -219,17 +219,10 @@ TEST_F(ManagerTest, ReadMostlyRangeCoversTheChunksItHoldsWhole) {
   ASSERT_CU(kernels_.Fill(*kv, 16 * kMiB / 4, 5, nullptr));
   // Chunks 0-5 are full; a range ending inside chunk 6 must not cover it.
   ASSERT_TRUE(manager_->Advise(*kv, 13 * kMiB, kAdviceReadMostly, true).ok());
-  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kDevice, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  const uint64_t out_before = manager_->Stats().d2h_bytes;
-  EXPECT_EQ(out_before, 16 * kMiB) << "nothing had a host copy yet";
+  EXPECT_EQ(MoveAndCountOut(*kv, 16 * kMiB, Tier::kHost), 16 * kMiB) << "no host copy yet";
+  EXPECT_EQ(MoveAndCountOut(*kv, 16 * kMiB, Tier::kDevice), 0u);
   ASSERT_CU(kernels_.Fill(*kv + 12 * kMiB, 4 * kMiB / 4, 6, nullptr));  // the newest blocks
-  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  EXPECT_EQ(manager_->Stats().d2h_bytes - out_before, 4 * kMiB) << "chunks 6 and 7 only";
+  EXPECT_EQ(MoveAndCountOut(*kv, 16 * kMiB, Tier::kHost), 4 * kMiB) << "chunks 6 and 7 only";
   std::vector<uint32_t> words = ReadBack(*kv, 16 * kMiB);
   const size_t split = 12 * kMiB / 4;
   for (size_t w = 0; w < split; w += 997) ASSERT_EQ(words[w], Pattern(5, w));
@@ -237,13 +230,9 @@ TEST_F(ManagerTest, ReadMostlyRangeCoversTheChunksItHoldsWhole) {
 
   // Clearing it for one byte of chunk 1 clears the whole chunk: written again, it is copied.
   ASSERT_TRUE(manager_->Advise(*kv + 2 * kMiB + 7, 1, kAdviceReadMostly, false).ok());
-  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kDevice, nullptr).ok());
+  EXPECT_EQ(MoveAndCountOut(*kv, 16 * kMiB, Tier::kDevice), 0u);
   ASSERT_CU(kernels_.Fill(*kv + 2 * kMiB, 2 * kMiB / 4, 7, nullptr));
-  const uint64_t out_again = manager_->Stats().d2h_bytes;
-  ASSERT_TRUE(manager_->Prefetch(*kv, 16 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  EXPECT_EQ(manager_->Stats().d2h_bytes - out_again, 6 * kMiB) << "chunks 1, 6 and 7";
+  EXPECT_EQ(MoveAndCountOut(*kv, 16 * kMiB, Tier::kHost), 6 * kMiB) << "chunks 1, 6 and 7";
   words = ReadBack(*kv + 2 * kMiB, 2 * kMiB);
   for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(7, w));
 }
@@ -253,17 +242,11 @@ TEST_F(ManagerTest, UnadvisingPartOfAReadMostlyAllocationKeepsTheRest) {
   auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceReadMostly);
   ASSERT_TRUE(p.ok());
   ASSERT_CU(kernels_.Fill(*p, 8 * kMiB / 4, 3, nullptr));
-  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  MoveAndCountOut(*p, 8 * kMiB, Tier::kHost);
+  MoveAndCountOut(*p, 8 * kMiB, Tier::kDevice);
   ASSERT_TRUE(manager_->Advise(*p, 2 * kMiB, kAdviceReadMostly, false).ok());  // chunk 0
   ASSERT_CU(kernels_.Fill(*p, 2 * kMiB / 4, 4, nullptr));
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  const uint64_t out_before = manager_->Stats().d2h_bytes;
-  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kHost, nullptr).ok());
-  ASSERT_CU(cuCtxSynchronize());
-  manager_->Drain();
-  EXPECT_EQ(manager_->Stats().d2h_bytes - out_before, 2 * kMiB) << "chunk 0 only";
+  EXPECT_EQ(MoveAndCountOut(*p, 8 * kMiB, Tier::kHost), 2 * kMiB) << "chunk 0 only";
   std::vector<uint32_t> words = ReadBack(*p, 2 * kMiB);
   for (size_t w = 0; w < words.size(); w += 997) ASSERT_EQ(words[w], Pattern(4, w));
 }
