@@ -32,6 +32,11 @@ Contract
   back (D2H MiB/step falls to 0). Without it the runtime cannot tell that kernels only read
   the weights, and every eviction is a copy, as for an unmodified binary.
 
+  --timeline records simcuda's device timeline (SIMCUDA_TIMELINE) in every run under
+  Spillway and adds two columns from the timed run's (bench/tinyllm/timeline.py, the
+  prefill and first decode step left out): "H2D busy %", how much of the decode the link
+  moved bytes, and "bubbles ms/step", the time neither the link nor any kernel worked.
+
   "CPU ms/step" is the CPU time (user + system, every thread) one decode step costs the
   whole process (tinyllm's decode_cpu_s over its G-1 steps): simcuda runs kernels and
   paces copies on host threads, so a step can be no shorter than that over the machine's
@@ -60,6 +65,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timeline import NoSteps, summarize as timeline_summary  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -119,6 +127,9 @@ def parse_args(argv):
     p.add_argument("--advise-weights", action="store_true",
                    help="tinyllm --advise-weights in every run: weights advised through the "
                    "C API, so evictions copy nothing back")
+    p.add_argument("--timeline", action="store_true",
+                   help="record simcuda's device timeline in the Spillway runs and report "
+                   "the link's busy share and the bubbles per step")
     p.add_argument("--repeat", type=int, default=2,
                    help="run each timed (long) configuration this many times and keep the "
                    "fastest decode: other work on the machine only ever slows a run down")
@@ -183,8 +194,11 @@ class Bench:
         result = os.path.join(self.scratch, f"{name}.json")
         stats = os.path.join(self.scratch, f"{name}.stats.json")
         env = self.env(spillway)
+        timeline = os.path.join(self.scratch, f"{name}.timeline.jsonl")
         if spillway:
             env["SPILLWAY_STATS"] = stats
+            if self.a.timeline:
+                env["SIMCUDA_TIMELINE"] = timeline
         cmd = [self.a.tinyllm, "--module", self.a.module, "--weights", self.a.weights,
                "--dtype", self.a.dtype, "--style", self.a.style, "--prompt",
                str(self.a.prompt), "--gen", str(gen), "--ctx", str(self.ctx), "--json", result,
@@ -208,6 +222,13 @@ class Bench:
             raise RunFailed(name)
         with open(result) as f:
             out = json.load(f)
+        if spillway and self.a.timeline:
+            try:
+                t = timeline_summary(timeline)
+                out["timeline"] = {"h2d_busy_fraction": t["h2d"]["busy_fraction"],
+                                   "h2d_idle": t["h2d_idle"], "steps": t["steps"]}
+            except NoSteps as e:
+                out["timeline"] = {"error": str(e)}
         out["wall_s"] = wall
         out["command"] = shown
         if spillway:
@@ -312,6 +333,10 @@ def main(argv):
                               "h2d_below_min": m["h2d_bytes"] < min_bytes,
                               "stall_ns_whole_run": long["stats"]["stall_ns"],
                               "h2d_link_measured_bps": long["h2d_link_measured_bps"]})
+                    t = long.get("timeline", {})
+                    if "h2d_busy_fraction" in t:
+                        r["h2d_busy_fraction"] = t["h2d_busy_fraction"]
+                        r["bubble_s_per_step"] = t["h2d_idle"]["bubble_ms_per_step"] / 1e3
                 rows.append(r)
 
             row("no Spillway", None, None, plain, plain_short, False)
@@ -347,11 +372,13 @@ def main(argv):
         lines.append(f"weights {mib(weight_bytes):.1f} MiB; managed per-step working set W "
                      f"{mib(working_set):.1f} MiB; compute {compute_s * 1e3:.2f} ms/step "
                      f"(without Spillway {plain_step_s * 1e3:.2f} ms/step)")
+        extra = " H2D busy % | bubbles ms/step |" if a.timeline else ""
         lines.append("| limit | decode tok/s | step ms | bound ms | step/bound | "
                      "H2D MiB/step | D2H MiB/step | min H2D MiB/step | H2D/min | "
                      "bound for moved ms | vs lru | CPU ms/step | "
-                     "tokens match |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                     "tokens match |" + extra)
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|" +
+                     ("---|---|" if a.timeline else ""))
         for r in rows:
             h2d = r.get("h2d_bytes_per_step")
             d2h = r.get("d2h_bytes_per_step")
@@ -368,7 +395,9 @@ def main(argv):
                 f"{'-' if mb is None else f'{mb * 1e3:.2f}'} | "
                 f"{'-' if vs_lru is None else f'{vs_lru:.2f}x'} | "
                 f"{r['cpu_per_step_s'] * 1e3:.1f} | "
-                f"{'yes' if r['tokens_match'] else 'NO'} |")
+                f"{'yes' if r['tokens_match'] else 'NO'} |" +
+                ((f" {100 * r['h2d_busy_fraction']:.1f} | {r['bubble_s_per_step'] * 1e3:.2f} |"
+                  if "h2d_busy_fraction" in r else " - | - |") if a.timeline else ""))
     measured = [r["h2d_link_measured_bps"] for r in rows if r.get("h2d_link_measured_bps")]
     if measured:
         lines.append(f"H2D link as the runtime measured it: {min(measured) / 1e9:.2f}-"
@@ -389,7 +418,7 @@ def main(argv):
     with open(a.out, "w") as f:
         json.dump({"benchmark": "tinyllm_link_bench", "link_gbps": a.link_gbps,
                    "chunk_bytes": chunk, "min_bytes": a.min_bytes, "extra_env": a.extra_env,
-                   "advise_weights": a.advise_weights,
+                   "advise_weights": a.advise_weights, "timeline": a.timeline,
                    "weights": a.weights, "dtype": a.dtype, "style": a.style,
                    "prompt": a.prompt, "gen": a.gen, "diff_steps": a.diff_steps,
                    "config": cfg,

@@ -71,41 +71,33 @@ def intersect(a, b):
     return out
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("timeline", help="the file SIMCUDA_TIMELINE named")
-    p.add_argument("--step-kernel", default="tl_embed",
-                   help="kernel that starts every step (default tl_embed, tinyllm's)")
-    p.add_argument("--skip", type=int, default=2,
-                   help="steps left out at the start (default 2: prefill and first decode)")
-    p.add_argument("--device", type=int, default=0)
-    p.add_argument("--top", type=int, default=5, help="longest gaps to show")
-    p.add_argument("--json", help="also write the figures to this file")
-    a = p.parse_args(argv)
+class NoSteps(Exception):
+    pass
 
+
+def summarize(path, step_kernel="tl_embed", skip=2, device=0, top=5):
+    """The figures main prints, as a dict (raises NoSteps without enough steps)."""
     kernels, copies = [], {"h2d": [], "d2h": []}
-    with open(a.timeline) as f:
+    with open(path) as f:
         for n, line in enumerate(f, 1):
             try:
                 r = json.loads(line)
             except json.JSONDecodeError:
-                p.error(f"{a.timeline}:{n}: not a JSON line")
-            if r.get("device") != a.device:
+                raise NoSteps(f"{path}:{n}: not a JSON line")
+            if r.get("device") != device:
                 continue
             if r["kind"] == "kernel":
                 kernels.append((r["start"], r["end"], r["name"]))
             elif r["kind"] in copies:
                 copies[r["kind"]].append((r["start"], r["end"], r["bytes"]))
     kernels.sort()
-    starts = [k[0] for k in kernels if k[2] == a.step_kernel]
-    if len(starts) <= a.skip + 1:
-        print(f"timeline: {len(starts)} runs of {a.step_kernel} in {a.timeline}: need more "
-              f"than --skip + 1 = {a.skip + 1}", file=sys.stderr)
-        return 2
-    lo, hi = starts[a.skip], max(k[1] for k in kernels)
-    steps = len(starts) - a.skip
+    starts = [k[0] for k in kernels if k[2] == step_kernel]
+    if len(starts) <= skip + 1:
+        raise NoSteps(f"{len(starts)} runs of {step_kernel} in {path}: need more than "
+                      f"skip + 1 = {skip + 1}")
+    lo, hi = starts[skip], max(k[1] for k in kernels)
+    steps = len(starts) - skip
     per_step = lambda x: x / steps  # noqa: E731
-
     kernel_busy = clip(union([[s, e] for s, e, _ in kernels]), lo, hi)
     out = {"steps": steps, "window_ms": hi - lo, "step_ms": per_step(hi - lo)}
     for kind, items in copies.items():
@@ -133,7 +125,7 @@ def main(argv=None):
                 {"up_to_ms": b, "count_per_step": per_step(c), "ms_per_step": per_step(t)}
                 for b, (c, t) in zip(buckets, hist)]
             kstarts = [k[0] for k in kernels]
-            longest = sorted(idle, key=lambda g: g[0] - g[1])[:a.top]
+            longest = sorted(idle, key=lambda g: g[0] - g[1])[:top]
             out["h2d_longest_gaps"] = []
             for s, e in longest:
                 # The kernels that ran during the gap, or the last one before it.
@@ -145,6 +137,27 @@ def main(argv=None):
                     {"at_ms": s - lo, "ms": e - s, "kernels": sorted(set(during)),
                      "kernel_before": before})
 
+    out["skipped"] = skip
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("timeline", help="the file SIMCUDA_TIMELINE named")
+    p.add_argument("--step-kernel", default="tl_embed",
+                   help="kernel that starts every step (default tl_embed, tinyllm's)")
+    p.add_argument("--skip", type=int, default=2,
+                   help="steps left out at the start (default 2: prefill and first decode)")
+    p.add_argument("--device", type=int, default=0)
+    p.add_argument("--top", type=int, default=5, help="longest gaps to show")
+    p.add_argument("--json", help="also write the figures to this file")
+    a = p.parse_args(argv)
+    try:
+        out = summarize(a.timeline, a.step_kernel, a.skip, a.device, a.top)
+    except NoSteps as e:
+        print(f"timeline: {e}", file=sys.stderr)
+        return 2
+    steps = out["steps"]
     print(f"timeline {a.timeline}: {steps} steps after skipping {a.skip}, "
           f"{out['step_ms']:.2f} ms/step")
     print("| direction | busy ms/step | busy % | MiB/step | GB/s while busy |")
