@@ -532,7 +532,7 @@ CUresult PrefetchManaged(CUdeviceptr ptr, size_t count, CUmemLocation location, 
   if (CUresult r = CheckManagedRange(ptr, count); r != CUDA_SUCCESS) return r;
   Stream* stream = nullptr;
   if (CUresult r = ResolveStream(ctx, handle, per_thread, &stream); r != CUDA_SUCCESS) return r;
-  return Submit(stream, WorkKind::kHost, [] {});
+  return Submit(stream, WorkKind::kMarker, [] {});
 }
 
 }  // namespace

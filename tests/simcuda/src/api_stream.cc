@@ -110,7 +110,7 @@ CUresult WaitEvent(CUstream handle, CUevent event_handle, unsigned flags, bool p
     recorded = event->recorded;
   }
   if (!recorded) return CUDA_SUCCESS;  // never recorded: nothing to wait for
-  return Submit(stream, WorkKind::kHost, [] {}, nullptr, {recorded});
+  return Submit(stream, WorkKind::kMarker, [] {}, nullptr, {recorded});
 }
 
 CUresult Record(CUevent event_handle, CUstream handle, bool per_thread) {
@@ -128,7 +128,7 @@ CUresult Record(CUevent event_handle, CUstream handle, bool per_thread) {
   }
   CompletionRef done;
   CUresult r = Submit(
-      stream, WorkKind::kHost, [] {}, &done);
+      stream, WorkKind::kMarker, [] {}, &done);
   if (r != CUDA_SUCCESS) return r;
   std::lock_guard<std::mutex> lock(Driver::Get().mu);
   event->recorded = done;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stream.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "device_memory.h"
@@ -20,14 +23,20 @@ std::mutex& CompletionMutex() {
 // Wakes only the waiters of `c` (a GPU spends no host CPU on one stream waiting for
 // another; one wake-up per completion for every waiter cost ~15% of the CPU of a busy run).
 // The caller's reference keeps `c`, and so its cv, alive past the unlock.
-void Complete(const CompletionRef& c) {
+// `time_ms`: when it completed on the device's clock.
+void Complete(const CompletionRef& c, double time_ms) {
   {
     std::lock_guard<std::mutex> lock(CompletionMutex());
-    c->time_ms = NowMs();
+    c->time_ms = time_ms;
     c->done = true;
   }
   c->cv.notify_all();
 }
+
+// Set by the stream worker around the operation it runs, for EngineCopy (NaN elsewhere):
+// when the operation became ready on the device, and when its modelled copy ended.
+thread_local double op_ready_ms = std::numeric_limits<double>::quiet_NaN();
+thread_local double op_end_ms = std::numeric_limits<double>::quiet_NaN();
 
 // One engine per direction per device: a copy holds it for its whole duration, so two
 // copies in one direction serialise while opposite directions overlap, as on a GPU.
@@ -50,10 +59,11 @@ double NowMs() {
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
-void WaitFor(const CompletionRef& c) {
-  if (!c) return;
+double WaitFor(const CompletionRef& c) {
+  if (!c) return 0;
   std::unique_lock<std::mutex> lock(CompletionMutex());
   c->cv.wait(lock, [&] { return c->done; });
+  return c->time_ms;
 }
 
 bool IsDone(const CompletionRef& c) {
@@ -74,7 +84,7 @@ CompletionRef Stream::Enqueue(WorkKind kind, std::function<void()> fn,
     started_ = true;
     std::thread([this] { Run(); }).detach();
   }
-  queue_.push_back(Op{kind, std::move(fn), std::move(deps), done});
+  queue_.push_back(Op{kind, std::move(fn), std::move(deps), done, NowMs()});
   last_ = done;
   cv_.notify_one();
   return done;
@@ -97,6 +107,7 @@ void Stream::Retire() {
 }
 
 void Stream::Run() {
+  double previous_done_ms = 0;  // on the device's clock
   for (;;) {
     Op op;
     {
@@ -106,10 +117,21 @@ void Stream::Run() {
       op = std::move(queue_.front());
       queue_.pop_front();
     }
-    for (const auto& dep : op.deps) WaitFor(dep);
+    double ready = std::max(previous_done_ms, op.enqueued_ms);
+    for (const auto& dep : op.deps) ready = std::max(ready, WaitFor(dep));
     // After a fault the context is dead: queued work is dropped, as on a GPU.
-    if (ctx_->sticky.load(std::memory_order_acquire) == CUDA_SUCCESS) op.fn();
-    Complete(op.done);
+    op_end_ms = std::numeric_limits<double>::quiet_NaN();
+    if (ctx_->sticky.load(std::memory_order_acquire) == CUDA_SUCCESS) {
+      op_ready_ms = ready;
+      op.fn();
+      op_ready_ms = std::numeric_limits<double>::quiet_NaN();
+    }
+    // A marker takes no device time; a paced copy ends when its last byte crossed the
+    // modelled link (the worker wakes a little later); anything else when it returned.
+    previous_done_ms = op.kind == WorkKind::kMarker                           ? ready
+                       : op.kind == WorkKind::kCopy && !std::isnan(op_end_ms) ? op_end_ms
+                                                                              : NowMs();
+    Complete(op.done, previous_done_ms);
   }
   delete this;  // retired and drained: no handle refers to this stream any more
 }
@@ -185,8 +207,20 @@ bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src,
   // Paced in pieces, so a modelled link delivers bytes at its rate, not all at the end.
   constexpr size_t kPiece = size_t{1} << 20;
   constexpr auto kBackToBack = std::chrono::microseconds(500);
+  // A copy queued right behind another starts when the link frees, not when its worker
+  // wakes up, as on a GPU; but never before it became ready (its stream's previous
+  // operation and its dependencies done).
   auto now = std::chrono::steady_clock::now();
-  auto start = now - engine.link_free < kBackToBack ? std::min(now, engine.link_free) : now;
+  auto start = now;
+  if (now - engine.link_free < kBackToBack) {
+    auto ready = std::chrono::steady_clock::time_point::min();
+    if (!std::isnan(op_ready_ms)) {
+      ready = std::chrono::steady_clock::time_point(
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+              std::chrono::duration<double, std::milli>(op_ready_ms)));
+    }
+    start = std::min(now, std::max(engine.link_free, ready));
+  }
   for (size_t done = 0; done < bytes;) {
     size_t n = std::min(kPiece, bytes - done);
     if (!copy(done, n)) return false;
@@ -196,6 +230,8 @@ bool EngineCopy(int device, CopyDirection direction, void* dst, const void* src,
   }
   engine.link_free = start + std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::duration<double>(bytes / rate));
+  op_end_ms =
+      std::chrono::duration<double, std::milli>(engine.link_free.time_since_epoch()).count();
   if (TimelineOn()) {
     auto ms = [](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double, std::milli>(t.time_since_epoch()).count();

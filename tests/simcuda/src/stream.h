@@ -42,10 +42,18 @@ struct Completion {
 };
 using CompletionRef = std::shared_ptr<Completion>;
 
-void WaitFor(const CompletionRef& c);
+// Returns when it completed (on the device's clock, NowMs's), 0 for a null reference.
+double WaitFor(const CompletionRef& c);
 bool IsDone(const CompletionRef& c);
 
-enum class WorkKind { kHost, kDevice };
+// What an operation is, for the device's clock (when it completes, Completion::time_ms):
+//   kCopy    one copy: when the modelled link delivered its last byte (or when it returned,
+//            unpaced);
+//   kMarker  no device time (an event record, a wait for an event): the moment it became
+//            ready (its stream's previous operation and its dependencies done, and it was
+//            queued), not when a worker thread got to it;
+//   others   when it returned.
+enum class WorkKind { kHost, kDevice, kCopy, kMarker };
 
 class Stream {
  public:
@@ -78,6 +86,7 @@ class Stream {
     std::function<void()> fn;
     std::vector<CompletionRef> deps;
     CompletionRef done;
+    double enqueued_ms = 0;  // when the host queued it: the device cannot start it earlier
   };
   void Run();
 

@@ -146,7 +146,9 @@ CUresult Issue(Stream* stream, Work work, bool wait) {
       return CUDA_SUCCESS;
     }
   }
-  WorkKind kind = std::holds_alternative<HostWork>(work) ? WorkKind::kHost : WorkKind::kDevice;
+  WorkKind kind = std::holds_alternative<HostWork>(work)   ? WorkKind::kHost
+                  : std::holds_alternative<CopyWork>(work) ? WorkKind::kCopy
+                                                           : WorkKind::kDevice;
   auto shared = std::make_shared<Work>(std::move(work));
   if (auto* k = std::get_if<KernelWork>(shared.get())) k->Repoint();
   int device = ctx->device;

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "test_util.h"
 
@@ -109,6 +110,36 @@ TEST_F(CopyEngineTest, AsyncCopyReturnsBeforeItCompletes) {
   CU_EXPECT_STATUS(CUDA_ERROR_NOT_READY, cuStreamQuery(streams_[0]));
   CU_ASSERT(cuStreamSynchronize(streams_[0]));
   EXPECT_LT(enqueue_ms, 0.5 * kModelledMs);
+}
+
+// Events time a copy as the device would: a copy queued behind a wait starts no earlier
+// than what it waits for, even when the link freed before that (a copy right behind
+// another on the engine starts when the link frees, not when its worker wakes up, but the
+// engine is no reason to start before the copy is ready). So the events around it never
+// show it faster than the link.
+TEST_F(CopyEngineTest, ACopyNeverStartsBeforeWhatItWaitsFor) {
+  constexpr size_t kFirst = 4 * kMiB, kSecond = 256 * 1024;
+  CUstream gate = nullptr;
+  CUevent opened = nullptr, before = nullptr, after = nullptr;
+  CU_ASSERT(cuStreamCreate(&gate, CU_STREAM_NON_BLOCKING));
+  for (CUevent* e : {&opened, &before, &after}) CU_ASSERT(cuEventCreate(e, CU_EVENT_DEFAULT));
+  // The link frees after ~4.2 ms; the copy's dependency completes ~0.2 ms after that.
+  CU_ASSERT(cuMemcpyHtoDAsync(device_buf_[0], host_buf_[0], kFirst, streams_[0]));
+  CU_ASSERT(cuLaunchHostFunc(
+      gate, [](void*) { std::this_thread::sleep_for(std::chrono::microseconds(4400)); }, nullptr));
+  CU_ASSERT(cuEventRecord(opened, gate));
+  CU_ASSERT(cuStreamWaitEvent(streams_[1], opened, 0));
+  CU_ASSERT(cuEventRecord(before, streams_[1]));
+  CU_ASSERT(cuMemcpyHtoDAsync(device_buf_[1], host_buf_[1], kSecond, streams_[1]));
+  CU_ASSERT(cuEventRecord(after, streams_[1]));
+  CU_ASSERT(cuCtxSynchronize());
+  float copy_ms = 0;
+  CU_ASSERT(cuEventElapsedTime(&copy_ms, before, after));
+  const double modelled_ms = kSecond / 1e9 * 1e3;
+  EXPECT_GE(copy_ms, 0.95 * modelled_ms) << "faster than the link";
+  EXPECT_LT(copy_ms, 50 * modelled_ms);
+  for (CUevent e : {opened, before, after}) (void)cuEventDestroy(e);
+  (void)cuStreamDestroy(gate);
 }
 
 TEST_F(CopyEngineTest, ModelledCopiesMoveTheRightBytes) {
