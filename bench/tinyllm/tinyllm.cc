@@ -49,7 +49,7 @@ SYNOPSIS
     tinyllm --module PATH [--layers N] [--dim D] [--ffn F] [--heads H] [--vocab V]
             [--ctx C] [--batch B] [--prompt P] [--gen G] [--seed S]
             [--style tensor|arena|paged] [--dtype f32|bf16] [--host-offload BYTES]
-            [--weights BYTES] [--advise-weights] [--json FILE] [--quiet]
+            [--weights BYTES] [--advise-weights] [--advise-kv] [--json FILE] [--quiet]
 
 DESCRIPTION
     Generates a decoder-only transformer's weights from a seed on the device, prefills B
@@ -89,6 +89,10 @@ OPTIONS
                        are generated, as a framework that knows Spillway would: their host
                        copies stay valid, so evicting them copies nothing back. Without
                        Spillway it does nothing.
+    --advise-kv        the same for the KV cache's filled positions, after every step:
+                       SPW_ADVICE_READ_MOSTLY on each sequence's filled rows, of which the
+                       whole chunks then leave HBM without a copy (tensor and arena
+                       styles; a paged pool's blocks are scattered)
     --json FILE        also write the results as one JSON object to FILE
     --quiet            print nothing on success
     --help             print this text
@@ -113,7 +117,7 @@ struct Config {
   int dtype = kTlF32;
   uint64_t host_offload = 0, weights = 0;
   std::string module, json;
-  bool quiet = false, advise_weights = false;
+  bool quiet = false, advise_weights = false, advise_kv = false;
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
@@ -197,6 +201,10 @@ Config ParseArgs(int argc, char** argv) {
       c.advise_weights = true;
       continue;
     }
+    if (flag == "--advise-kv") {
+      c.advise_kv = true;
+      continue;
+    }
     if (flag.rfind("--", 0) != 0) UsageError("unexpected argument '" + flag + "'");
     if (i + 1 >= argc) UsageError(flag + " needs a value");
     const std::string value = argv[++i];
@@ -254,6 +262,9 @@ Config ParseArgs(int argc, char** argv) {
   if (c.module.empty()) UsageError("--module PATH is required");
   if (set_weights) SizeFromWeights(c, set_layers, set_dim, set_ffn, set_heads, set_vocab);
   if (c.dim % c.heads != 0) UsageError("--dim must be a multiple of --heads");
+  if (c.advise_kv && c.style == Style::kPaged) {
+    UsageError("--advise-kv needs --style tensor or arena (a paged pool's blocks are scattered)");
+  }
   const int head_dim = c.dim / c.heads;
   if (head_dim % 2 != 0 || head_dim > 256) {
     UsageError("head size (--dim / --heads) must be even and at most 256");
@@ -411,23 +422,25 @@ double ProcessCpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-// --advise-weights: spw_advise(SPW_ADVICE_WEIGHTS) on each allocation Spillway manages,
-// found with dlsym so that tinyllm runs the same without it. Returns the bytes advised.
-uint64_t AdviseWeights(const std::vector<std::pair<CUdeviceptr, uint64_t>>& allocations) {
-  // spillway.h's spw_advise and the values it uses, without depending on its header.
+// spillway.h's advice bits tinyllm uses, without depending on its header.
+constexpr unsigned kAdviceWeights = 1u << 0, kAdviceReadMostly = 1u << 4;
+
+// spw_advise(`advice`) on each range Spillway manages, found with dlsym so that tinyllm
+// runs the same without it (--advise-weights, --advise-kv). Returns the bytes advised.
+uint64_t AdviseRanges(const std::vector<std::pair<CUdeviceptr, uint64_t>>& ranges, unsigned advice,
+                      const char* what) {
   using Advise = int (*)(void* ptr, size_t size, unsigned advice);
-  constexpr unsigned kAdviceWeights = 1u << 0;
   constexpr int kOk = 0, kNotManaged = 2;
-  auto advise = reinterpret_cast<Advise>(dlsym(RTLD_DEFAULT, "spw_advise"));
+  static const auto advise = reinterpret_cast<Advise>(dlsym(RTLD_DEFAULT, "spw_advise"));
   if (advise == nullptr) return 0;  // not under Spillway: nothing to advise
   uint64_t advised = 0;
-  for (const auto& [ptr, bytes] : allocations) {
-    const int status = advise(reinterpret_cast<void*>(ptr), bytes, kAdviceWeights);
+  for (const auto& [ptr, bytes] : ranges) {
+    if (bytes == 0) continue;
+    const int status = advise(reinterpret_cast<void*>(ptr), bytes, advice);
     if (status == kOk) {
       advised += bytes;
     } else if (status != kNotManaged) {  // under SPILLWAY_MIN_BYTES: left as plain memory
-      std::fprintf(stderr, "tinyllm: spw_advise failed on a weight allocation: status %d\n",
-                   status);
+      std::fprintf(stderr, "tinyllm: spw_advise failed on %s: status %d\n", what, status);
       std::exit(1);
     }
   }
@@ -567,7 +580,9 @@ int Run(const Config& c) {
   }
   TL_CHECK(cuStreamSynchronize(stream), "generating the weights");
   const double init_s = Seconds(init_start);
-  const uint64_t advised_bytes = c.advise_weights ? AdviseWeights(weight_allocations) : 0;
+  const uint64_t advised_bytes =
+      c.advise_weights ? AdviseRanges(weight_allocations, kAdviceWeights, "a weight allocation")
+                       : 0;
 
   std::vector<int> prompt(rows_max);
   for (int b = 0; b < c.batch; ++b) {
@@ -633,16 +648,35 @@ int Run(const Config& c) {
     TL_CHECK(cuMemcpyDtoH(step_tokens.data(), next, step_tokens.size() * 4), when);
     for (int b = 0; b < c.batch; ++b) generated[b].push_back(step_tokens[b]);
   };
+  // --advise-kv: once `filled` positions of every sequence hold K and V, kernels never
+  // write them again (each step stores its own position only): READ_MOSTLY for them, the
+  // whole chunks of which keep host copies from their next fetch on.
+  uint64_t advised_kv_bytes = 0;
+  std::vector<std::pair<CUdeviceptr, uint64_t>> kv_ranges;
+  auto advise_kv = [&](int filled) {
+    if (!c.advise_kv) return;
+    kv_ranges.clear();
+    const uint64_t row = uint64_t(d) * 4, per_seq = uint64_t(c.ctx) * row;
+    for (int l = 0; l < c.layers; ++l) {
+      for (int b = 0; b < c.batch; ++b) {
+        kv_ranges.push_back({kcache[l] + b * per_seq, filled * row});
+        kv_ranges.push_back({vcache[l] + b * per_seq, filled * row});
+      }
+    }
+    advised_kv_bytes = AdviseRanges(kv_ranges, kAdviceReadMostly, "the KV cache");
+  };
 
   const auto prefill_start = std::chrono::steady_clock::now();
   forward(tokens, c.prompt, 0);
   collect("running the prefill");
+  advise_kv(c.prompt);
   const double prefill_s = Seconds(prefill_start);
   const auto decode_start = std::chrono::steady_clock::now();
   const double decode_cpu_start = ProcessCpuSeconds();
   for (int step = 1; step < c.gen; ++step) {
     forward(next, 1, c.prompt + step - 1);
     collect("running a decode step");
+    advise_kv(c.prompt + step);
   }
   const double decode_s = Seconds(decode_start);
   const double decode_cpu_s = ProcessCpuSeconds() - decode_cpu_start;
@@ -670,6 +704,11 @@ int Run(const Config& c) {
       std::printf("advised SPW_ADVICE_WEIGHTS: %s%s\n", HumanBytes(advised_bytes).c_str(),
                   advised_bytes == 0 ? " (Spillway not loaded, or no weight managed)" : "");
     }
+    if (c.advise_kv) {
+      std::printf("advised SPW_ADVICE_READ_MOSTLY on filled KV: %s at the end%s\n",
+                  HumanBytes(advised_kv_bytes).c_str(),
+                  advised_kv_bytes == 0 ? " (Spillway not loaded, or no KV managed)" : "");
+    }
     for (int b = 0; b < c.batch; ++b) {
       std::printf("seq %d:", b);
       for (int t : generated[b]) std::printf(" %d", t);
@@ -695,19 +734,19 @@ int Run(const Config& c) {
       }
       std::fprintf(out, "]");
     }
-    std::fprintf(out,
-                 "], \"checksum\": \"%s\", \"init_s\": %.6f, \"prefill_s\": %.6f, "
-                 "\"decode_s\": %.6f, \"decode_cpu_s\": %.6f, \"prefill_tok_s\": %.3f, "
-                 "\"decode_tok_s\": %.3f, "
-                 "\"weight_bytes\": %" PRIu64 ", \"host_offload_bytes\": %" PRIu64
-                 ", \"kv_bytes\": %" PRIu64 ", \"advised_weight_bytes\": %" PRIu64
-                 ", \"config\": {\"layers\": %d, \"dim\": %d, \"ffn\": %d, \"heads\": %d, "
-                 "\"vocab\": %d, \"ctx\": %d, \"batch\": %d, \"prompt\": %d, \"gen\": %d, "
-                 "\"seed\": %u, \"style\": \"%s\", \"dtype\": \"%s\"}}\n",
-                 checksum_hex, init_s, prefill_s, decode_s, decode_cpu_s, prefill_tok_s,
-                 decode_tok_s, weight_bytes, host_bytes, kv_bytes, advised_bytes, c.layers, d, f,
-                 c.heads, v, c.ctx, c.batch, c.prompt, c.gen, c.seed, StyleName(c.style),
-                 dtype_name);
+    std::fprintf(
+        out,
+        "], \"checksum\": \"%s\", \"init_s\": %.6f, \"prefill_s\": %.6f, "
+        "\"decode_s\": %.6f, \"decode_cpu_s\": %.6f, \"prefill_tok_s\": %.3f, "
+        "\"decode_tok_s\": %.3f, "
+        "\"weight_bytes\": %" PRIu64 ", \"host_offload_bytes\": %" PRIu64 ", \"kv_bytes\": %" PRIu64
+        ", \"advised_weight_bytes\": %" PRIu64 ", \"advised_kv_bytes\": %" PRIu64
+        ", \"config\": {\"layers\": %d, \"dim\": %d, \"ffn\": %d, \"heads\": %d, "
+        "\"vocab\": %d, \"ctx\": %d, \"batch\": %d, \"prompt\": %d, \"gen\": %d, "
+        "\"seed\": %u, \"style\": \"%s\", \"dtype\": \"%s\"}}\n",
+        checksum_hex, init_s, prefill_s, decode_s, decode_cpu_s, prefill_tok_s, decode_tok_s,
+        weight_bytes, host_bytes, kv_bytes, advised_bytes, advised_kv_bytes, c.layers, d, f,
+        c.heads, v, c.ctx, c.batch, c.prompt, c.gen, c.seed, StyleName(c.style), dtype_name);
     std::fclose(out);
   }
   TL_CHECK(cuStreamDestroy(stream), "destroying the stream");

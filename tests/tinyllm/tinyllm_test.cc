@@ -205,6 +205,34 @@ INSTANTIATE_TEST_SUITE_P(Styles, Advised,
                                   (std::get<1>(info.param) ? "_nvme" : "_host");
                          });
 
+// --advise-kv: the KV cache's filled rows are advised READ_MOSTLY after every step, so
+// their whole chunks keep host copies and later evictions of them copy nothing back. A
+// prompt of 400 tokens fills several 64 KiB chunks of each layer's K and V.
+TEST_F(TinyllmTest, AdvisedKvLeavesHbmWithoutACopyAndTheTokensStay) {
+  std::map<std::string, std::string> env = kSpillway;
+  env["SPILLWAY_HBM_LIMIT"] = "1500000";
+  const std::vector<std::string> args = {"--prompt", "400", "--gen",           "12",
+                                         "--ctx",    "416", "--advise-weights"};
+  const Outcome weights_only = Tinyllm(args, env, true);
+  std::vector<std::string> with_kv = args;
+  with_kv.push_back("--advise-kv");
+  const Outcome kv = Tinyllm(with_kv, env, true);
+  ASSERT_EQ(weights_only.process.status, 0) << weights_only.process.err;
+  ASSERT_EQ(kv.process.status, 0) << kv.process.err;
+  EXPECT_EQ(kv.tokens, weights_only.tokens);
+  EXPECT_EQ(kv.checksum, weights_only.checksum);
+  const std::string result = spw_test::ReadWholeFile(dir_ + "/result.json");
+  EXPECT_GT(JsonNumber(result, "advised_kv_bytes"), 0u) << result;
+  // Measured: 276 against 259 MB (activations, all managed here, are most of the rest).
+  EXPECT_LT(JsonNumber(kv.stats, "d2h_bytes") + (8ull << 20),
+            JsonNumber(weights_only.stats, "d2h_bytes"))
+      << "weights only " << weights_only.stats << "\nwith KV " << kv.stats;
+
+  const Outcome paged = Tinyllm({"--style", "paged", "--advise-kv"}, {}, false);
+  EXPECT_EQ(paged.process.status, 2);
+  EXPECT_THAT(paged.process.err, HasSubstr("--advise-kv needs --style tensor or arena"));
+}
+
 // SIMCUDA_TIMELINE records every kernel and every copy over the modelled link, and
 // bench/tinyllm/timeline.py turns it into the link's busy and idle time per step.
 TEST_F(TinyllmTest, TimelineShowsWhereTheLinkIdles) {
