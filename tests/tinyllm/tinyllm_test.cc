@@ -18,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -89,6 +90,20 @@ class TinyllmTest : public spw_test::ScratchDirTest {
     o.weight_bytes = JsonNumber(result, "weight_bytes");
     if (preload) o.stats = spw_test::ReadWholeFile(stats);
     return o;
+  }
+
+  // `args` under Spillway with `env`, then again with `flag` added: both succeed, with the
+  // same tokens and checksum. Returns the two runs, without the flag first.
+  std::pair<Outcome, Outcome> WithoutAndWith(std::vector<std::string> args, const std::string& flag,
+                                             const std::map<std::string, std::string>& env) {
+    Outcome without = Tinyllm(args, env, true);
+    args.push_back(flag);
+    Outcome with = Tinyllm(args, env, true);
+    EXPECT_EQ(without.process.status, 0) << without.process.err;
+    EXPECT_EQ(with.process.status, 0) << with.process.err;
+    EXPECT_EQ(with.tokens, without.tokens) << flag;
+    EXPECT_EQ(with.checksum, without.checksum) << flag;
+    return {std::move(without), std::move(with)};
   }
 
   // The unconstrained run without Spillway, for one style.
@@ -176,13 +191,8 @@ TEST_P(Advised, WeightsLeaveHbmWithoutACopyAndTheTokensStay) {
   }
   std::vector<std::string> args = kModel;
   args.insert(args.end(), {"--style", style, "--gen", "16"});
-  const Outcome plain = Tinyllm(args, env, true);
-  args.push_back("--advise-weights");
-  const Outcome advised = Tinyllm(args, env, true);
-  ASSERT_EQ(plain.process.status, 0) << plain.process.err;
-  ASSERT_EQ(advised.process.status, 0) << advised.process.err;
-  EXPECT_EQ(advised.tokens, plain.tokens);
-  EXPECT_EQ(advised.checksum, plain.checksum);
+  const auto [plain, advised] = WithoutAndWith(args, "--advise-weights", env);
+  if (HasFailure()) return;
   const std::string result = spw_test::ReadWholeFile(dir_ + "/result.json");
   EXPECT_EQ(JsonNumber(result, "advised_weight_bytes"), reference.weight_bytes) << result;
   // The arena is one allocation larger than the limit: it is read where it is, never
@@ -211,16 +221,9 @@ INSTANTIATE_TEST_SUITE_P(Styles, Advised,
 TEST_F(TinyllmTest, AdvisedKvLeavesHbmWithoutACopyAndTheTokensStay) {
   std::map<std::string, std::string> env = kSpillway;
   env["SPILLWAY_HBM_LIMIT"] = "1500000";
-  const std::vector<std::string> args = {"--prompt", "400", "--gen",           "12",
-                                         "--ctx",    "416", "--advise-weights"};
-  const Outcome weights_only = Tinyllm(args, env, true);
-  std::vector<std::string> with_kv = args;
-  with_kv.push_back("--advise-kv");
-  const Outcome kv = Tinyllm(with_kv, env, true);
-  ASSERT_EQ(weights_only.process.status, 0) << weights_only.process.err;
-  ASSERT_EQ(kv.process.status, 0) << kv.process.err;
-  EXPECT_EQ(kv.tokens, weights_only.tokens);
-  EXPECT_EQ(kv.checksum, weights_only.checksum);
+  const auto [weights_only, kv] = WithoutAndWith(
+      {"--prompt", "400", "--gen", "12", "--ctx", "416", "--advise-weights"}, "--advise-kv", env);
+  if (HasFailure()) return;
   const std::string result = spw_test::ReadWholeFile(dir_ + "/result.json");
   EXPECT_GT(JsonNumber(result, "advised_kv_bytes"), 0u) << result;
   // Measured: 276 against 259 MB (activations, all managed here, are most of the rest).
