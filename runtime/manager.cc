@@ -305,26 +305,18 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
     return absl::InvalidArgumentError("advice range is empty or leaves the allocation");
   }
   Allocation* allocation = hit->allocation;
-  const CUdeviceptr end = address + bytes;
-  const uint64_t chunk_bytes = config_.chunk_bytes;
-  const bool whole = address == hit->base && end == hit->base + allocation->size;
+  const bool whole = address == hit->base && bytes == allocation->size;
   if (!whole && (advice & kAdviceReadMostly)) {
     // Read-mostly for part of an allocation: the chunks in the range. Set, only those it
     // holds whole (a chunk partly outside may be written there); cleared, every chunk it
     // touches, which drops their kept copies.
-    const size_t offset = address - hit->base, offset_end = end - hit->base;
-    const size_t chunks = allocation->chunks.size();
-    size_t first = offset / chunk_bytes, limit = (offset_end + chunk_bytes - 1) / chunk_bytes;
-    if (set) {
-      first = (offset + chunk_bytes - 1) / chunk_bytes;
-      // The last chunk ends at the allocation's size; past it is padding no one writes.
-      limit = end == hit->base + allocation->size ? chunks : offset_end / chunk_bytes;
-    } else if (allocation->advice & kAdviceReadMostly) {
+    const auto [first, limit] = ChunkSpan(*hit, address, bytes, /*whole_only=*/set);
+    if (!set && (allocation->advice & kAdviceReadMostly)) {
       // Advised whole before: the rest of it stays read-mostly, chunk by chunk.
       allocation->advice &= ~kAdviceReadMostly;
       for (Chunk& chunk : allocation->chunks) chunk.read_mostly = true;
     }
-    for (size_t i = first; i < std::min(limit, chunks); ++i) {
+    for (size_t i = first; i < limit; ++i) {
       Chunk& chunk = allocation->chunks[i];
       chunk.read_mostly = set;
       if (!set && !CleanAfterFetch(chunk)) DropCleanCopies(chunk);
@@ -354,15 +346,21 @@ absl::Status Manager::NoteWrite(CUdeviceptr address, size_t bytes) {
   std::optional<AllocationMap::Hit> hit = map_.Find(address);
   if (!hit) return absl::NotFoundError(absl::StrCat("0x", absl::Hex(address), " is not managed"));
   std::vector<Chunk>& chunks = hit->allocation->chunks;
-  const size_t offset = address - hit->base;
-  const size_t first = offset / config_.chunk_bytes;
-  // Past the allocation (or a span that overflowed) the write ends with its last chunk.
-  const size_t end =
-      bytes > hit->allocation->size - offset ? hit->allocation->size : offset + bytes;
-  const size_t limit =
-      std::min(chunks.size(), (end + config_.chunk_bytes - 1) / config_.chunk_bytes);
+  const auto [first, limit] = ChunkSpan(*hit, address, bytes, /*whole_only=*/false);
   for (size_t i = first; i < limit; ++i) DropCleanCopies(chunks[i]);
   return absl::OkStatus();
+}
+
+std::pair<size_t, size_t> Manager::ChunkSpan(const AllocationMap::Hit& hit, CUdeviceptr address,
+                                             size_t bytes, bool whole_only) const {
+  const uint64_t chunk_bytes = config_.chunk_bytes;
+  const size_t size = hit.allocation->size, offset = address - hit.base;
+  // A span past the allocation (or one that overflowed) ends with it.
+  const size_t end = bytes > size - offset ? size : offset + bytes;
+  if (!whole_only) return {offset / chunk_bytes, (end + chunk_bytes - 1) / chunk_bytes};
+  // The last chunk ends at the allocation's size: past it is padding no one writes.
+  const size_t limit = end == size ? hit.allocation->chunks.size() : end / chunk_bytes;
+  return {(offset + chunk_bytes - 1) / chunk_bytes, limit};
 }
 
 void Manager::DropCleanCopies(Chunk& chunk) {

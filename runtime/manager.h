@@ -244,6 +244,10 @@ class Manager {
   // Gives back the chunk's clean host and NVMe copies (or, while a job owns it, makes the
   // job's commit keep none): its device bytes are about to differ from them.
   void DropCleanCopies(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The chunks [first, limit) of `hit`'s allocation that [address, address + bytes) touches
+  // (clipped to the allocation), or with `whole_only` those it holds whole.
+  std::pair<size_t, size_t> ChunkSpan(const AllocationMap::Hit& hit, CUdeviceptr address,
+                                      size_t bytes, bool whole_only) const;
   void NoteDeviceUse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseAllocation(Allocation* allocation) ABSL_LOCKS_EXCLUDED(mu_);
 
