@@ -187,6 +187,8 @@ class Manager {
   // is back in mapped memory (ordered before later work on `stream`) when this returns.
   absl::Status MarkEscaped(CUdeviceptr address, CUstream stream);
   ManagerStats Stats();
+  // The NVMe tier's I/O counters (requests are counted when submitted); zeros without one.
+  NvmeStoreStats NvmeStats() const { return nvme_ ? nvme_->stats() : NvmeStoreStats{}; }
   // The outcome of the latest move (a failed copy or remap leaves chunks where they were).
   absl::Status LastMoveStatus();
 

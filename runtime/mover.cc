@@ -292,7 +292,8 @@ void Mover::Run() {
   // job's commit gives back to the pools was not there to plan with when the later job was
   // planned. Queuing copies must never block on the host (the copy streams may wait
   // behind the application's work, which may wait at the gate of a job in flight): a job
-  // with NVMe steps, which does, waits until every job before it is finished.
+  // with NVMe steps, which does, waits until every job before it is finished; its first
+  // reads are started before that (StartReadsEarly), as they wait for nothing on the GPU.
   struct InFlight {
     std::unique_ptr<MoveJob> job;
     absl::Status started;
@@ -300,6 +301,7 @@ void Mover::Run() {
   std::deque<InFlight> in_flight;
   for (;;) {
     std::unique_ptr<MoveJob> job;
+    MoveJob* next = nullptr;  // the job at the head of the queue, when no slot is free
     {
       absl::MutexLock lock(&mu_);
       if (in_flight.empty()) {
@@ -313,15 +315,20 @@ void Mover::Run() {
       if (!queue_.empty() && static_cast<int>(in_flight.size()) < kSlots) {
         job = std::move(queue_.front());
         queue_.pop_front();
+      } else if (!queue_.empty()) {
+        // Only this thread pops the queue, and a job does not move while it is queued.
+        next = queue_.front().get();
       }
     }
     if (job == nullptr) {
-      // Nothing new to queue (or no slot): finish the oldest.
+      // No slot: finish the oldest, with the next job's NVMe reads under way meanwhile.
+      if (next != nullptr && UsesNvme(*next)) StartReadsEarly(*next);
       Finish(std::move(in_flight.front().job), in_flight.front().started);
       in_flight.pop_front();
       continue;
     }
     if (UsesNvme(*job)) {
+      StartReadsEarly(*job);
       for (InFlight& f : in_flight) Finish(std::move(f.job), f.started);
       in_flight.clear();
     }
@@ -338,12 +345,60 @@ bool Mover::UsesNvme(const MoveJob& job) {
   return false;
 }
 
+std::vector<MoveStep*> Mover::NvmeReads(MoveJob& job) {
+  std::vector<MoveStep*> reads;
+  for (MoveStep& step : job.steps) {
+    bool into = step.kind == MoveStep::Kind::kToDevice || step.kind == MoveStep::Kind::kToHost;
+    if (into && step.copy && step.chunk->tier == Tier::kNvme) reads.push_back(&step);
+  }
+  return reads;
+}
+
+absl::Status Mover::StartReads(MoveJob& job, const std::vector<MoveStep*>& reads, size_t up_to,
+                               bool may_wait) {
+  const DriverApi& cu = Driver();
+  if (job.reads.size() < kReadStaging) job.reads.resize(kReadStaging);
+  for (; job.reads_started < std::min(up_to, reads.size()); ++job.reads_started) {
+    const size_t r = job.reads_started % kReadStaging;
+    if (job.reads[r].valid()) break;  // the buffer still holds an earlier read of the job
+    const size_t b = kSpillStaging + r;
+    if (may_wait) {
+      SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));  // its last copy is done
+    } else if (cu.cuEventQuery(staging_free_[b]) != CUDA_SUCCESS) {
+      break;
+    }
+    absl::StatusOr<NvmeStore::Ticket> ticket =
+        nvme_->ReadAsync(*reads[job.reads_started]->chunk->nvme, 0, staging_[b], chunk_bytes_);
+    if (!ticket.ok()) return ticket.status();
+    job.reads[r] = std::move(*ticket);
+  }
+  return absl::OkStatus();
+}
+
+void Mover::StartReadsEarly(MoveJob& job) {
+  if (nvme_ == nullptr || !job.abandoned.ok()) return;
+  absl::Status status = StartReads(job, NvmeReads(job), kReadStaging, /*may_wait=*/false);
+  // CopyIn issues what did not start here, and reports its failure.
+  if (!status.ok())
+    SPW_LOG(kDebug, "early NVMe read not started: {}", std::string(status.message()));
+}
+
+void Mover::AbandonReads(MoveJob& job) {
+  for (NvmeStore::Ticket& ticket : job.reads) {
+    if (ticket.valid()) nvme_->Wait(std::move(ticket)).IgnoreError();
+  }
+}
+
 void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {
+  AbandonReads(*job);  // a job that failed before its copies in may have reads under way
   absl::Status status = job->abandoned.ok() ? FinishCopies(*job, started) : job->abandoned;
   job->done_ns = NowNs();
-  SPW_LOG(kTrace, "move {}: {} steps, {} bytes in, {} out; queued {} us, ran {} us", job->sequence,
-          job->steps.size(), job->bytes_h2d, job->bytes_d2h,
-          (job->start_ns - job->submit_ns) / 1000, (job->done_ns - job->start_ns) / 1000);
+  SPW_LOG(kTrace,
+          "move {}: {} steps, {} bytes in, {} out, {} read from NVMe, {} written; queued {} us, "
+          "ran {} us",
+          job->sequence, job->steps.size(), job->bytes_h2d, job->bytes_d2h, job->bytes_nvme_read,
+          job->bytes_nvme_written, (job->start_ns - job->submit_ns) / 1000,
+          (job->done_ns - job->start_ns) / 1000);
   if (job->commit) job->commit(*job, status);
   for (CUevent event : job->after) Driver().cuEventDestroy(event);
   // Open the gate: streams held for this job (and earlier ones) go on.
@@ -377,7 +432,7 @@ bool LeavesUnmapped(const MoveStep& step) {
 
 absl::Status Mover::CopyOut(MoveJob& job) {
   const DriverApi& cu = Driver();
-  std::vector<NvmeStore::Ticket> writes(staging_.size());
+  std::vector<NvmeStore::Ticket> writes(kSpillStaging);
   size_t next = 0;
   size_t evictions = 0;
   for (MoveStep& step : job.steps) {
@@ -398,7 +453,7 @@ absl::Status Mover::CopyOut(MoveJob& job) {
       job.bytes_d2h += chunk_bytes_;
     } else if (step.kind == MoveStep::Kind::kToNvme) {
       // Through a staging buffer: the bytes must be in plain host memory for io_uring.
-      size_t b = next++ % staging_.size();
+      size_t b = next++ % kSpillStaging;
       if (writes[b].valid()) {
         if (absl::Status s = nvme_->Wait(std::move(writes[b])); !s.ok()) return s;
       }
@@ -423,14 +478,9 @@ absl::Status Mover::CopyOut(MoveJob& job) {
 
 absl::Status Mover::CopyIn(MoveJob& job) {
   const DriverApi& cu = Driver();
-  std::vector<MoveStep*> reads;
   for (MoveStep& step : job.steps) {
     const Chunk& chunk = *step.chunk;
-    bool into = step.kind == MoveStep::Kind::kToDevice || step.kind == MoveStep::Kind::kToHost;
-    if (!into || !step.copy) continue;
-    if (chunk.tier == Tier::kNvme) {
-      reads.push_back(&step);
-    } else if (step.kind == MoveStep::Kind::kToDevice) {
+    if (step.kind == MoveStep::Kind::kToDevice && step.copy && chunk.tier != Tier::kNvme) {
       // Into the HBM chunk an eviction of this job gives up: once that copy is out.
       if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
         SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
@@ -444,25 +494,16 @@ absl::Status Mover::CopyIn(MoveJob& job) {
       job.bytes_h2d += chunk_bytes_;
     }
   }
+  const std::vector<MoveStep*> reads = NvmeReads(job);
   if (reads.empty()) return absl::OkStatus();
-  // NVMe -> staging -> target, pipelined: up to kStagingBuffers reads are in flight while
-  // the copies out of the staging buffers already filled run on the H2D stream.
-  const size_t depth = staging_.size();
-  std::vector<NvmeStore::Ticket> tickets(depth);
-  auto start_read = [&](size_t i) -> absl::Status {
-    size_t b = i % depth;
-    SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));  // its last copy is done
-    absl::StatusOr<NvmeStore::Ticket> ticket =
-        nvme_->ReadAsync(*reads[i]->chunk->nvme, 0, staging_[b], chunk_bytes_);
-    if (!ticket.ok()) return ticket.status();
-    tickets[b] = std::move(*ticket);
-    return absl::OkStatus();
-  };
-  absl::Status status;
-  for (size_t i = 0; i < std::min(depth, reads.size()) && status.ok(); ++i) status = start_read(i);
+  // NVMe -> staging -> target, pipelined: up to kReadStaging reads are in flight while
+  // the copies out of the staging buffers already filled run on the H2D stream. The first
+  // ones may have been started before the job (StartReadsEarly).
+  absl::Status status = StartReads(job, reads, kReadStaging, /*may_wait=*/true);
   for (size_t i = 0; i < reads.size() && status.ok(); ++i) {
-    size_t b = i % depth;
-    status = nvme_->Wait(std::move(tickets[b]));
+    const size_t r = i % kReadStaging;
+    const size_t b = kSpillStaging + r;
+    status = nvme_->Wait(std::move(job.reads[r]));
     // A failed read is retried before the move is given up: an I/O error is often
     // transient, and a guarded chunk left on NVMe cannot be used by the next launch.
     for (int retry = 0; retry < kReadRetries && !status.ok(); ++retry) {
@@ -479,12 +520,10 @@ absl::Status Mover::CopyIn(MoveJob& job) {
                                   chunk_bytes_, h2d_));
     SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], h2d_));
     if (step.kind == MoveStep::Kind::kToDevice) job.bytes_h2d += chunk_bytes_;
-    if (i + depth < reads.size()) status = start_read(i + depth);
+    status = StartReads(job, reads, i + 1 + kReadStaging, /*may_wait=*/true);
   }
   // Reads still in flight after a failure write into staging buffers: wait them out.
-  for (auto& ticket : tickets) {
-    if (ticket.valid()) nvme_->Wait(std::move(ticket)).IgnoreError();
-  }
+  AbandonReads(job);
   return status;
 }
 

@@ -110,6 +110,10 @@ struct MoveJob {
   std::vector<CUevent> after;  // one per application stream: its work queued before us
   absl::Status abandoned;      // set when the job could not be gated: it must not run
   uint64_t sequence = 0;
+  // NVMe reads in flight into the read staging buffers (by buffer), and how many of the job's
+  // reads were issued: the first ones may start before the jobs ahead of it are finished.
+  std::vector<NvmeStore::Ticket> reads;
+  size_t reads_started = 0;
   uint64_t bytes_h2d = 0;
   uint64_t bytes_d2h = 0;
   uint64_t bytes_nvme_read = 0;
@@ -158,7 +162,12 @@ class Mover {
   bool pending();
 
  private:
-  static constexpr int kStagingBuffers = 4;
+  // NVMe staging buffers: the first kSpillStaging carry spills (CopyOut), the others reads
+  // (CopyIn), so that a job's first reads can start before its spills, and before the jobs
+  // ahead of it are finished (StartReadsEarly).
+  static constexpr int kSpillStaging = 4;
+  static constexpr int kReadStaging = 4;
+  static constexpr int kStagingBuffers = kSpillStaging + kReadStaging;
   static constexpr int kReadRetries = 2;
 
   Mover(int device, size_t chunk_bytes, NvmeStore* nvme)
@@ -176,6 +185,20 @@ class Mover {
   absl::Status SetAccess(const std::vector<MoveStep*>& order, size_t begin, size_t end);
   // Whether the job reads or writes NVMe (its copies block on the host).
   static bool UsesNvme(const MoveJob& job);
+  // The job's steps that read NVMe, in order.
+  static std::vector<MoveStep*> NvmeReads(MoveJob& job);
+  // Issues the reads of `reads` (NvmeReads(job)) from job.reads_started up to `up_to`,
+  // each into its staging buffer once that buffer's last copy is done: waiting for it if
+  // `may_wait`, else stopping at the first buffer still in use (never blocks on the GPU).
+  absl::Status StartReads(MoveJob& job, const std::vector<MoveStep*>& reads, size_t up_to,
+                          bool may_wait);
+  // Before the jobs ahead of `job` are finished: starts its first NVMe reads, so that the
+  // drive works while those jobs' copies (and the job's own spills) run. Nothing it does
+  // waits for the GPU, and a read touches only the chunk's extent (its data is there: the
+  // chunk belongs to `job`) and a read staging buffer whose last copy is done.
+  void StartReadsEarly(MoveJob& job);
+  // Waits out any read of the job still in flight (it writes into a staging buffer).
+  void AbandonReads(MoveJob& job);
   // FinishCopies, the commit, and the gate.
   void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
   absl::Status CopyOut(MoveJob& job);

@@ -601,6 +601,54 @@ TEST_F(ManagerNvmeTest, FailingReadsAreRetriedThenReportedWithoutLosingData) {
   EXPECT_EQ(Mismatches(), 0u);
 }
 
+// A move that reads NVMe starts its reads while the moves queued before it still wait for
+// the application's work: the drive works meanwhile, instead of after them.
+TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
+  StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/64 * kMiB);
+  auto on_nvme = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
+  auto in_hbm = manager_->Allocate(4 * kMiB, nullptr);
+  ASSERT_TRUE(on_nvme.ok() && in_hbm.ok());
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*on_nvme, 4 * kMiB, 4 * kMiB, 31));
+  ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*in_hbm, 4 * kMiB / 4, 32, nullptr));
+  manager_->Drain();
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_THAT(*manager_->Placement(*on_nvme, 4 * kMiB), Each(Tier::kNvme));
+
+  // A stream held until the test lets it go, and a move of `in_hbm` that waits for it.
+  CUstream held = nullptr;
+  ASSERT_CU(cuStreamCreate(&held, CU_STREAM_NON_BLOCKING));
+  void* flag = nullptr;
+  ASSERT_CU(cuMemHostAlloc(&flag, sizeof(uint32_t), CU_MEMHOSTALLOC_DEVICEMAP));
+  *static_cast<volatile uint32_t*>(flag) = 0;
+  CUdeviceptr flag_on_device = 0;
+  ASSERT_CU(cuMemHostGetDevicePointer(&flag_on_device, flag, 0));
+  ASSERT_CU(cuStreamWaitValue32(held, flag_on_device, 1, CU_STREAM_WAIT_VALUE_GEQ));
+  const uint64_t requests = manager_->NvmeStats().requests;
+  ASSERT_TRUE(manager_->Prefetch(*in_hbm, 4 * kMiB, Tier::kHost, held).ok());
+  ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  bool read_while_held = false;
+  for (int i = 0; i < 1000 && !read_while_held; ++i) {
+    read_while_held = manager_->NvmeStats().requests > requests;
+    if (!read_while_held) usleep(10'000);
+  }
+  EXPECT_THAT(*manager_->Placement(*in_hbm, 4 * kMiB), Each(Tier::kDevice))
+      << "the move ahead did not wait for the held stream";
+  *static_cast<volatile uint32_t*>(flag) = 1;
+  EXPECT_TRUE(read_while_held) << "no NVMe read started while the move ahead waited";
+
+  manager_->Drain();
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_THAT(*manager_->Placement(*in_hbm, 4 * kMiB), Each(Tier::kHost));
+  EXPECT_THAT(*manager_->Placement(*on_nvme, 4 * kMiB), Each(Tier::kDevice));
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*on_nvme, 4 * kMiB, 4 * kMiB, 31));
+  ASSERT_CU(kernels_.Check(*in_hbm, 4 * kMiB / 4, 32, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+  ASSERT_CU(cuStreamDestroy(held));
+  ASSERT_CU(cuMemFreeHost(flag));
+}
+
 TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
   StartTiers(/*host_limit=*/64 * kMiB, /*nvme_limit=*/128 * kMiB);
   auto p = manager_->Allocate(40 * kMiB, nullptr, kAdviceGuarded);  // more than HBM (16 MiB)
