@@ -10,7 +10,7 @@ Contract
     3. under libspillway.so, HBM limit = P% of the weight bytes, P in --limits
   each twice, with --gen G and --gen G-D (same --ctx), so that the Spillway statistics of
   the decode steps alone are the difference of the two (see "Separating the decode" below).
-  Host tier only: SPILLWAY_NVME_PATH is never set. Every inherited SPILLWAY_* and SIMCUDA_*
+  Host tier only, unless --nvme-dir (below). Every inherited SPILLWAY_* and SIMCUDA_*
   variable is dropped; --env KEY=VALUE (repeatable) adds to every Spillway run. Each limit
   runs under every policy of --policies (SPILLWAY_POLICY; default learned,lru), so a policy
   is compared with LRU in the same sitting ("vs lru": LRU's step time / this one's).
@@ -31,6 +31,17 @@ Contract
   knows Spillway would), so a fetch keeps their host copy and evicting them copies nothing
   back (D2H MiB/step falls to 0). Without it the runtime cannot tell that kernels only read
   the weights, and every eviction is a copy, as for an unmodified binary.
+
+  --nvme-dir DIR turns the NVMe tier on in the limited runs: each gets a fresh spill
+  directory under DIR (SPILLWAY_NVME_PATH) and a host tier of --host-limit percent of the
+  weight bytes (SPILLWAY_HOST_LIMIT), so the rest of the weights live on the drive. The
+  drive is measured first, in the same sitting (bench/nvme_store_bench: sequential
+  O_DIRECT write, then read, in chunk-sized transfers), and the bound gains a term:
+      bound = max(compute, (W - H) / link, max(0, W - H - T) / disk read rate)
+  T = the host limit rounded down to chunks: what is in neither HBM nor host memory must be
+  read from the drive every step. "disk ms/step" is what the drive needs for the bytes
+  that did move, reads at the read rate plus writes at the write rate (a drive that reads
+  and writes at once can beat it).
 
   --timeline records simcuda's device timeline (SIMCUDA_TIMELINE) in every run under
   Spillway and adds two columns from the timed run's (bench/tinyllm/timeline.py, the
@@ -127,6 +138,13 @@ def parse_args(argv):
     p.add_argument("--advise-weights", action="store_true",
                    help="tinyllm --advise-weights in every run: weights advised through the "
                    "C API, so evictions copy nothing back")
+    p.add_argument("--nvme-dir",
+                   help="turn the NVMe tier on in the limited runs, spilling under this "
+                   "directory, and add the drive's read rate to the bound")
+    p.add_argument("--host-limit", type=float, default=25,
+                   help="with --nvme-dir: the host tier, percent of the weight bytes")
+    p.add_argument("--nvme-bench", help="the drive's benchmark (default "
+                   "BUILD/bench/nvme_store_bench), with --nvme-dir")
     p.add_argument("--timeline", action="store_true",
                    help="record simcuda's device timeline in the Spillway runs and report "
                    "the link's busy share and the bubbles per step")
@@ -140,8 +158,9 @@ def parse_args(argv):
     a.lib = a.lib or os.path.join(a.build, "interpose/libspillway.so")
     a.simcuda = a.simcuda or os.path.join(a.build, "simcuda")
     a.out = a.out or os.path.join(a.build, "bench-results/tinyllm_link_bench.json")
+    a.nvme_bench = a.nvme_bench or os.path.join(a.build, "bench/nvme_store_bench")
     # Absolute, so the commands recorded with the results run from anywhere.
-    for name in ("tinyllm", "module", "lib", "simcuda", "out"):
+    for name in ("tinyllm", "module", "lib", "simcuda", "out", "nvme_bench"):
         setattr(a, name, os.path.abspath(getattr(a, name)))
     if a.gen - a.diff_steps < 2 or a.diff_steps < 1:
         p.error("need GEN - DIFF_STEPS >= 2 (at least one decode step in the short run)")
@@ -155,7 +174,15 @@ def parse_args(argv):
         p.error("give the policy with --policies, not --env SPILLWAY_POLICY")
     if not a.policies:
         p.error("--policies needs at least one policy")
-    for path in (a.tinyllm, a.module, a.lib, os.path.join(a.simcuda, "libcuda.so.1")):
+    if a.nvme_dir is not None:
+        if not os.path.isdir(a.nvme_dir) or not os.access(a.nvme_dir, os.W_OK):
+            p.error(f"--nvme-dir {a.nvme_dir}: not a writable directory")
+        if not 0 <= a.host_limit <= 1000:
+            p.error("--host-limit takes a percentage of the weight bytes (0-1000)")
+    if "SPILLWAY_NVME_PATH" in a.extra_env or "SPILLWAY_HOST_LIMIT" in a.extra_env:
+        p.error("give the NVMe tier with --nvme-dir and --host-limit, not --env")
+    needed = [a.tinyllm, a.module, a.lib, os.path.join(a.simcuda, "libcuda.so.1")]
+    for path in needed + ([a.nvme_bench] if a.nvme_dir is not None else []):
         if not os.path.exists(path):
             p.error(f"{path} not found (build first: make build, or pass its flag)")
     return a
@@ -195,6 +222,11 @@ class Bench:
         stats = os.path.join(self.scratch, f"{name}.stats.json")
         env = self.env(spillway)
         timeline = os.path.join(self.scratch, f"{name}.timeline.jsonl")
+        spill_dir = None
+        if spillway and "SPILLWAY_NVME_PATH" in spillway:
+            # A fresh, empty directory per process: nothing of an earlier run is left there.
+            spill_dir = tempfile.mkdtemp(prefix=f"{name}-", dir=spillway["SPILLWAY_NVME_PATH"])
+            env["SPILLWAY_NVME_PATH"] = spill_dir
         if spillway:
             env["SPILLWAY_STATS"] = stats
             if self.a.timeline:
@@ -216,6 +248,13 @@ class Bench:
             error = f"hung: no exit after {self.a.timeout:.0f} s; stderr: " \
                 f"{(e.stderr or b'').decode(errors='replace').strip()[-2000:]}"
         wall = time.monotonic() - start
+        if spill_dir is not None:
+            # The runtime's spill file has no name (O_TMPFILE or unlinked): the directory
+            # is empty again, unless the process left something, which is worth a look.
+            try:
+                os.rmdir(spill_dir)
+            except OSError as e:
+                print(f"  note: {spill_dir} not removed: {e}", file=sys.stderr)
         if error:
             self.failures.append({"run": name, "command": shown, "error": error})
             print(f"FAILED {name}: {shown}\n  {error}", file=sys.stderr)
@@ -257,6 +296,30 @@ class Bench:
         return long, short
 
 
+def measure_drive(b, a, chunk, scratch):
+    """The drive's sequential rates in chunk-sized O_DIRECT transfers (nvme_store_bench)."""
+    out = os.path.join(scratch, "nvme_store_bench.json")
+    cmd = [a.nvme_bench, f"--dir={a.nvme_dir}", "--bytes=256M", f"--segment={chunk}",
+           f"--block={min(chunk, 1 << 20)}", "--runs=3", "--hugepages", "--no-fio",
+           f"--json={out}"]
+    print(f"  measuring the drive under {a.nvme_dir} ...", file=sys.stderr)
+    shown = " ".join(shlex.quote(c) for c in cmd)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+        error = None if proc.returncode == 0 else \
+            f"exit status {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+    except subprocess.TimeoutExpired:
+        error = f"hung: no exit after {a.timeout:.0f} s"
+    if error:
+        b.failures.append({"run": "drive", "command": shown, "error": error})
+        print(f"FAILED drive: {shown}\n  {error}", file=sys.stderr)
+        raise RunFailed("drive")
+    with open(out) as f:
+        store = json.load(f)["store"]
+    return {"read_bps": store["read_median"], "write_bps": store["write_median"],
+            "command": shown}
+
+
 def main(argv):
     a = parse_args(argv)
     started = time.monotonic()
@@ -265,6 +328,7 @@ def main(argv):
     steps = a.gen - 1
     rows, runs = [], {}
     mismatch = False
+    drive = None
     with tempfile.TemporaryDirectory(prefix="spillway-link-bench-") as scratch:
         b = Bench(a, scratch)
         try:
@@ -285,6 +349,14 @@ def main(argv):
             plain_step_s = plain["decode_s"] / steps
             reference = (plain["tokens"], plain["checksum"])
             reference_short = (plain_short["tokens"], plain_short["checksum"])
+            tiers = {}
+            host_bytes = 0
+            if a.nvme_dir is not None:
+                drive = measure_drive(b, a, chunk, scratch)
+                host_limit = int(weight_bytes * a.host_limit / 100)
+                host_bytes = host_limit // chunk * chunk
+                tiers = {"SPILLWAY_NVME_PATH": os.path.abspath(a.nvme_dir),
+                         "SPILLWAY_HOST_LIMIT": str(host_limit)}
 
             def check(long, short):
                 ok = (long["tokens"], long["checksum"]) == reference and \
@@ -295,7 +367,8 @@ def main(argv):
             def moved(long, short):
                 return {k: (long["stats"][k] - short["stats"][k]) / a.diff_steps
                         for k in ("h2d_bytes", "d2h_bytes", "evictions",
-                                  "fetches_on_demand", "fetches_prefetched")}
+                                  "fetches_on_demand", "fetches_prefetched",
+                                  "nvme_read_bytes", "nvme_write_bytes")}
 
             def row(label, percent, limit, long, short, spillway, policy=None):
                 nonlocal mismatch
@@ -303,6 +376,11 @@ def main(argv):
                 h = limit // chunk * chunk if limit is not None else None
                 min_bytes = max(0, working_set - h) if h is not None else 0
                 bound_s = max(compute_s, min_bytes / link_bps)
+                # With the NVMe tier on: what neither HBM nor the host tier holds is read
+                # from the drive every step.
+                min_read = max(0, min_bytes - host_bytes) if drive and percent else 0
+                if min_read:
+                    bound_s = max(bound_s, min_read / drive["read_bps"])
                 ok = check(long, short)
                 mismatch |= not ok
                 r = {"run": label, "policy": policy, "limit_percent": percent,
@@ -310,6 +388,7 @@ def main(argv):
                      "decode_tok_s": long["decode_tok_s"], "step_s": step_s,
                      "bound_step_s": bound_s, "step_over_bound": step_s / bound_s,
                      "min_h2d_bytes_per_step": min_bytes, "tokens_match": ok,
+                     "min_nvme_read_bytes_per_step": min_read,
                      # Everything the process burns per decode step (kernels, simcuda's
                      # copy engines, the mover), and the step it allows on this machine's
                      # cores: a bound of the simulation, not of a GPU.
@@ -333,6 +412,11 @@ def main(argv):
                               "h2d_below_min": m["h2d_bytes"] < min_bytes,
                               "stall_ns_whole_run": long["stats"]["stall_ns"],
                               "h2d_link_measured_bps": long["h2d_link_measured_bps"]})
+                    if drive:
+                        r["nvme_read_bytes_per_step"] = m["nvme_read_bytes"]
+                        r["nvme_write_bytes_per_step"] = m["nvme_write_bytes"]
+                        r["disk_step_s"] = m["nvme_read_bytes"] / drive["read_bps"] + \
+                            m["nvme_write_bytes"] / drive["write_bps"]
                     t = long.get("timeline", {})
                     if "h2d_busy_fraction" in t:
                         r["h2d_busy_fraction"] = t["h2d_busy_fraction"]
@@ -346,7 +430,7 @@ def main(argv):
                 for policy in a.policies:
                     name = f"hbm{percent:g}_{policy}"
                     long, short = b.pair(name, {"SPILLWAY_HBM_LIMIT": str(limit),
-                                                "SPILLWAY_POLICY": policy})
+                                                "SPILLWAY_POLICY": policy, **tiers})
                     runs[name] = long
                     row(f"{percent:g}% {policy}", percent, limit, long, short, True, policy)
             # The baseline, measured in the same sitting: LRU's step time over each row's.
@@ -365,6 +449,8 @@ def main(argv):
               f"{a.gen - a.diff_steps}); link {a.link_gbps:g} GB/s each way; chunk {a.chunk}; "
               f"policies {', '.join(a.policies)}" +
               ("; weights advised (--advise-weights)" if a.advise_weights else "") +
+              (f"; NVMe tier under {a.nvme_dir}, host tier {a.host_limit:g}% of the weights"
+               if a.nvme_dir is not None else "") +
               (f"; env {' '.join(a.env)}" if a.env else ""))
     lines = [header]
     if rows:
@@ -372,13 +458,18 @@ def main(argv):
         lines.append(f"weights {mib(weight_bytes):.1f} MiB; managed per-step working set W "
                      f"{mib(working_set):.1f} MiB; compute {compute_s * 1e3:.2f} ms/step "
                      f"(without Spillway {plain_step_s * 1e3:.2f} ms/step)")
-        extra = " H2D busy % | bubbles ms/step |" if a.timeline else ""
+        if drive:
+            lines.append(f"drive (nvme_store_bench, same sitting): read "
+                         f"{drive['read_bps'] / 1e6:.0f} MB/s, write "
+                         f"{drive['write_bps'] / 1e6:.0f} MB/s")
+        extra = (" NVMe read MiB/step | NVMe write MiB/step | disk ms/step |" if drive else "") + \
+            (" H2D busy % | bubbles ms/step |" if a.timeline else "")
         lines.append("| limit | decode tok/s | step ms | bound ms | step/bound | "
                      "H2D MiB/step | D2H MiB/step | min H2D MiB/step | H2D/min | "
                      "bound for moved ms | vs lru | CPU ms/step | "
                      "tokens match |" + extra)
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|" +
-                     ("---|---|" if a.timeline else ""))
+                     ("---|---|---|" if drive else "") + ("---|---|" if a.timeline else ""))
         for r in rows:
             h2d = r.get("h2d_bytes_per_step")
             d2h = r.get("d2h_bytes_per_step")
@@ -396,6 +487,10 @@ def main(argv):
                 f"{'-' if vs_lru is None else f'{vs_lru:.2f}x'} | "
                 f"{r['cpu_per_step_s'] * 1e3:.1f} | "
                 f"{'yes' if r['tokens_match'] else 'NO'} |" +
+                ((f" {mib(r['nvme_read_bytes_per_step']):.1f} |"
+                  f" {mib(r['nvme_write_bytes_per_step']):.1f} |"
+                  f" {r['disk_step_s'] * 1e3:.2f} |" if "disk_step_s" in r else " - | - | - |")
+                 if drive else "") +
                 ((f" {100 * r['h2d_busy_fraction']:.1f} | {r['bubble_s_per_step'] * 1e3:.2f} |"
                   if "h2d_busy_fraction" in r else " - | - |") if a.timeline else ""))
     measured = [r["h2d_link_measured_bps"] for r in rows if r.get("h2d_link_measured_bps")]
@@ -428,7 +523,12 @@ def main(argv):
                    "plain_step_s": plain_step_s if rows else None,
                    "bound_model": "max(compute_step_s, max(0, W - H) / link); W = "
                    "peak_device_bytes of the unlimited run, H = limit rounded down to chunks; "
-                   "evictions (D2H) overlap on the other copy engine",
+                   "evictions (D2H) overlap on the other copy engine" +
+                   ("; with the NVMe tier, also max(0, W - H - T) / drive read rate, T = "
+                    "host limit rounded down to chunks" if drive else ""),
+                   "nvme_dir": a.nvme_dir,
+                   "host_limit_percent": a.host_limit if a.nvme_dir is not None else None,
+                   "drive": drive,
                    "rows": rows, "runs": runs, "failures": b.failures,
                    "tokens_match": not mismatch, "elapsed_s": elapsed}, f, indent=1)
     print(f"results in {a.out}", file=sys.stderr)
