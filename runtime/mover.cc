@@ -290,15 +290,11 @@ void Mover::Run() {
   // wait, remap and commit, so the link does not idle through them. A later job never
   // depends on an earlier one's remap: chunks belong to one job at a time, and what a
   // job's commit gives back to the pools was not there to plan with when the later job was
-  // planned. Queuing copies must never block on the host (the copy streams may wait
-  // behind the application's work, which may wait at the gate of a job in flight): a job
-  // with NVMe steps, which does, waits until every job before it is finished; its first
-  // reads are started before that (StartReadsEarly), as they wait for nothing on the GPU.
-  struct InFlight {
-    std::unique_ptr<MoveJob> job;
-    absl::Status started;
-  };
-  std::deque<InFlight> in_flight;
+  // planned. A job with NVMe steps waits on the host for some of its copies (through the
+  // staging buffers); WaitFinishingAhead finishes the jobs ahead of it when it must. Its
+  // first reads start as soon as it is at the head of the queue (StartReadsEarly): they
+  // wait for nothing on the GPU.
+  std::deque<InFlight>& in_flight = in_flight_;
   for (;;) {
     std::unique_ptr<MoveJob> job;
     MoveJob* next = nullptr;  // the job at the head of the queue, when no slot is free
@@ -323,19 +319,34 @@ void Mover::Run() {
     if (job == nullptr) {
       // No slot: finish the oldest, with the next job's NVMe reads under way meanwhile.
       if (next != nullptr && UsesNvme(*next)) StartReadsEarly(*next);
-      Finish(std::move(in_flight.front().job), in_flight.front().started);
-      in_flight.pop_front();
+      FinishOldest();
       continue;
     }
-    if (UsesNvme(*job)) {
-      StartReadsEarly(*job);
-      for (InFlight& f : in_flight) Finish(std::move(f.job), f.started);
-      in_flight.clear();
-    }
+    if (UsesNvme(*job)) StartReadsEarly(*job);
     job->start_ns = NowNs();
     absl::Status started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
     in_flight.push_back({std::move(job), started});
   }
+}
+
+void Mover::FinishOldest() {
+  InFlight oldest = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  Finish(std::move(oldest.job), oldest.started);
+}
+
+absl::Status Mover::WaitFinishingAhead(CUevent event) {
+  const DriverApi& cu = Driver();
+  for (;;) {
+    CUresult r = cu.cuEventQuery(event);
+    if (r == CUDA_SUCCESS) return absl::OkStatus();
+    if (r != CUDA_ERROR_NOT_READY) return CudaError(r, "waiting for a staging copy");
+    if (in_flight_.empty()) break;
+    FinishOldest();
+  }
+  // Nothing is in flight ahead: every gate the application's work may wait at is open.
+  SPW_CHECK_CU(cu.cuEventSynchronize(event));
+  return absl::OkStatus();
 }
 
 bool Mover::UsesNvme(const MoveJob& job) {
@@ -363,7 +374,8 @@ absl::Status Mover::StartReads(MoveJob& job, const std::vector<MoveStep*>& reads
     if (job.reads[r].valid()) break;  // the buffer still holds an earlier read of the job
     const size_t b = kSpillStaging + r;
     if (may_wait) {
-      SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));  // its last copy is done
+      // Its last copy is done.
+      if (absl::Status s = WaitFinishingAhead(staging_free_[b]); !s.ok()) return s;
     } else if (cu.cuEventQuery(staging_free_[b]) != CUDA_SUCCESS) {
       break;
     }
@@ -460,7 +472,8 @@ absl::Status Mover::CopyOut(MoveJob& job) {
       CUdeviceptr source = chunk.tier == Tier::kDevice ? chunk.device.home : chunk.host.home;
       SPW_CHECK_CU(
           cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source, chunk_bytes_, d2h_));
-      SPW_CHECK_CU(cu.cuStreamSynchronize(d2h_));
+      SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], d2h_));
+      if (absl::Status s = WaitFinishingAhead(staging_free_[b]); !s.ok()) return s;
       if (chunk.tier == Tier::kDevice) job.bytes_d2h += chunk_bytes_;
       absl::StatusOr<NvmeStore::Ticket> ticket =
           nvme_->WriteAsync(step.extent, 0, staging_[b], chunk_bytes_);
@@ -529,6 +542,19 @@ absl::Status Mover::CopyIn(MoveJob& job) {
 
 absl::Status Mover::StartCopies(MoveJob& job) {
   const DriverApi& cu = Driver();
+  absl::Status status = QueueCopies(job);
+  // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
+  // this job queued, never for a later job's copies (those may wait at this job's gate).
+  const Slot& slot = slots_[job.sequence % kSlots];
+  CUresult out = cu.cuEventRecord(slot.out_done, d2h_);
+  CUresult in = cu.cuEventRecord(slot.in_done, h2d_);
+  if (status.ok() && out != CUDA_SUCCESS) status = CudaError(out, "cuEventRecord");
+  if (status.ok() && in != CUDA_SUCCESS) status = CudaError(in, "cuEventRecord");
+  return status;
+}
+
+absl::Status Mover::QueueCopies(MoveJob& job) {
+  const DriverApi& cu = Driver();
   for (CUevent event : job.after) {
     SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, event, 0));
     SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, event, 0));
@@ -541,27 +567,18 @@ absl::Status Mover::StartCopies(MoveJob& job) {
   // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
   // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;
-  if (absl::Status s = CopyIn(job); !s.ok()) return s;
-  const Slot& slot = slots_[job.sequence % kSlots];
-  SPW_CHECK_CU(cu.cuEventRecord(slot.out_done, d2h_));
-  SPW_CHECK_CU(cu.cuEventRecord(slot.in_done, h2d_));
-  return absl::OkStatus();
+  return CopyIn(job);
 }
 
 absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
   const DriverApi& cu = Driver();
   // Both copy streams also waited for the application's work (job.after): once the job's
   // copies are done, no application stream can be using any of its chunks.
-  CUresult out = CUDA_SUCCESS, in = CUDA_SUCCESS;
-  if (started.ok()) {
-    const Slot& slot = slots_[job.sequence % kSlots];
-    out = cu.cuEventSynchronize(slot.out_done);
-    in = cu.cuEventSynchronize(slot.in_done);
-  } else {
-    // Copies may be queued up to where it failed: let them end before anything is reused.
-    out = cu.cuStreamSynchronize(d2h_);
-    in = cu.cuStreamSynchronize(h2d_);
-  }
+  // After a failure, copies may be queued up to where it failed: they end before anything
+  // is reused (StartCopies recorded the events after them).
+  const Slot& slot = slots_[job.sequence % kSlots];
+  CUresult out = cu.cuEventSynchronize(slot.out_done);
+  CUresult in = cu.cuEventSynchronize(slot.in_done);
   for (MoveStep& step : job.steps) step.copied_out = nullptr;
   if (!started.ok()) return started;
   if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
@@ -569,7 +586,6 @@ absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
   // A job with NVMe steps copies at the drive's pace, not the link's: not a sample. In the
   // others, bytes moved one way means its start event was recorded (before the first copy).
   if (!UsesNvme(job)) {
-    const Slot& slot = slots_[job.sequence % kSlots];
     if (job.bytes_h2d > 0) {
       h2d_link_.Add(job.bytes_h2d, ElapsedSeconds(slot.in_start, slot.in_done));
     }

@@ -22,6 +22,10 @@
 // one's remap and commit, so the link does not idle through them. (With two, the link idled
 // through most remaps at 2 GB/s: the one job queued behind the finishing one ran out of
 // copies first. bench/tinyllm/timeline.py shows it; docs/benchmarks.md has the figures.)
+// NVMe data passes through staging buffers, so a job with NVMe steps waits on the host for
+// some of its own copies; those may wait (through the application's streams) for the gates
+// of the jobs ahead, so it finishes those first, one at a time, only while it must wait
+// (WaitFinishingAhead). Its first reads start as soon as it is at the head of the queue.
 // A job may also gate nothing (gate_streams false: a release, or a prefetch ahead of
 // need). It then waits for the streams' work, or for the BusyEvents of the launches that
 // last used its chunks, and the manager makes every later user of those chunks wait for
@@ -174,8 +178,10 @@ class Mover {
       : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}
   absl::Status CreateStaging(int numa_node);
   void Run();
-  // A job's copies, queued on the copy streams (after the application work it waits for).
+  // A job's copies, queued on the copy streams (after the application work it waits for),
+  // then the slot's events that FinishCopies waits for.
   absl::Status StartCopies(MoveJob& job);
+  absl::Status QueueCopies(MoveJob& job);
   // Waits for them, then re-points the ranges; `started` is what StartCopies returned.
   absl::Status FinishCopies(MoveJob& job, const absl::Status& started);
   // Points each chunk's range at its new backing (runs of adjacent chunks together).
@@ -201,6 +207,14 @@ class Mover {
   void AbandonReads(MoveJob& job);
   // FinishCopies, the commit, and the gate.
   void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
+  // Finish for the oldest job in flight.
+  void FinishOldest();
+  // Blocks until `event`, a copy of the job being started, is done. That copy may wait,
+  // through the application's streams, for the gates of the jobs in flight ahead (its
+  // streams wait for what the application queued before the job, which may wait at their
+  // gates), so while it is not done those are finished, oldest first; with none left, it
+  // waits. A job that blocks on its copies (NVMe staging) so drains only what it must.
+  absl::Status WaitFinishingAhead(CUevent event);
   absl::Status CopyOut(MoveJob& job);
   absl::Status CopyIn(MoveJob& job);
   absl::Status Map(CUdeviceptr address, CUmemGenericAllocationHandle handle);
@@ -235,6 +249,12 @@ class Mover {
     std::vector<CUevent> evicted;
   };
   Slot slots_[kSlots];
+  // Jobs whose copies are queued, oldest first: at most kSlots. Mover thread only.
+  struct InFlight {
+    std::unique_ptr<MoveJob> job;
+    absl::Status started;
+  };
+  std::deque<InFlight> in_flight_;
   LinkMeter h2d_link_;
   LinkMeter d2h_link_;
   std::atomic<uint64_t> completed_{0};

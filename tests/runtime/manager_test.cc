@@ -649,6 +649,46 @@ TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
   ASSERT_CU(cuMemFreeHost(flag));
 }
 
+// A move from NVMe waits on the host for the copies out of its staging buffers. Those may
+// wait, through the application's stream, for the gate of a move ahead of it: the mover
+// finishes that one first instead of waiting for ever.
+TEST_F(ManagerNvmeTest, AMoveFromNvmeBehindAHeldMoveFinishesItFirst) {
+  StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/64 * kMiB);
+  constexpr size_t kBytes = 12 * kMiB;  // 6 chunks: more than the staging buffers
+  auto on_nvme = manager_->Allocate(kBytes, nullptr, kAdviceGuarded);
+  auto in_hbm = manager_->Allocate(2 * kMiB, nullptr);
+  ASSERT_TRUE(on_nvme.ok() && in_hbm.ok());
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*on_nvme, kBytes, 4 * kMiB, 41));
+  ASSERT_TRUE(manager_->Prefetch(*on_nvme, kBytes, Tier::kNvme, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*in_hbm, 2 * kMiB / 4, 42, nullptr));
+  manager_->Drain();
+  ASSERT_CU(cuCtxSynchronize());
+
+  CUstream held = nullptr;
+  ASSERT_CU(cuStreamCreate(&held, CU_STREAM_NON_BLOCKING));
+  void* flag = nullptr;
+  ASSERT_CU(cuMemHostAlloc(&flag, sizeof(uint32_t), CU_MEMHOSTALLOC_DEVICEMAP));
+  *static_cast<volatile uint32_t*>(flag) = 0;
+  CUdeviceptr flag_on_device = 0;
+  ASSERT_CU(cuMemHostGetDevicePointer(&flag_on_device, flag, 0));
+  ASSERT_CU(cuStreamWaitValue32(held, flag_on_device, 1, CU_STREAM_WAIT_VALUE_GEQ));
+  // Both moves name `held`: the second's copies wait for what it queued before them, and
+  // that is the first move's gate.
+  ASSERT_TRUE(manager_->Prefetch(*in_hbm, 2 * kMiB, Tier::kHost, held).ok());
+  ASSERT_TRUE(manager_->Prefetch(*on_nvme, kBytes, Tier::kDevice, held).ok());
+  usleep(200'000);
+  *static_cast<volatile uint32_t*>(flag) = 1;
+  ASSERT_TRUE(manager_->Drain(absl::Seconds(30))) << "the moves never completed";
+  ASSERT_CU(cuStreamSynchronize(held));
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_THAT(*manager_->Placement(*in_hbm, 2 * kMiB), Each(Tier::kHost));
+  EXPECT_THAT(*manager_->Placement(*on_nvme, kBytes), Each(Tier::kDevice));
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*on_nvme, kBytes, 4 * kMiB, 41));
+  EXPECT_EQ(Mismatches(), 0u);
+  ASSERT_CU(cuStreamDestroy(held));
+  ASSERT_CU(cuMemFreeHost(flag));
+}
+
 TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
   StartTiers(/*host_limit=*/64 * kMiB, /*nvme_limit=*/128 * kMiB);
   auto p = manager_->Allocate(40 * kMiB, nullptr, kAdviceGuarded);  // more than HBM (16 MiB)
