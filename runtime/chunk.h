@@ -35,8 +35,8 @@ enum Advice : uint32_t {
   kAdviceKv = 1u << 1,          // KV cache: grows, every block touched by every step
   kAdvicePin = 1u << 2,         // never leaves HBM
   kAdviceCold = 1u << 3,        // leaves HBM first
-  kAdviceReadMostly = 1u << 4,  // device work does not write it: clean after a fetch (per
-                                // chunk: Manager::Advise, Chunk::read_mostly)
+  kAdviceReadMostly = 1u << 4,  // device work does not write it: clean after a fetch (kept
+                                // per chunk, Chunk::read_mostly, never in Allocation::advice)
   kAdviceGuarded = 1u << 5,     // every device access is announced (prefetch/launch hook):
                                 // the chunk may leave mapped memory (NVMe)
 };
@@ -61,8 +61,8 @@ struct Chunk {
   std::optional<Extent> nvme;
   bool nvme_copy_valid = false;
   bool moving = false;  // a move job owns this chunk
-  // READ_MOSTLY advised for a range that holds this chunk whole (the filled blocks of a KV
-  // cache, say), rather than for its whole allocation: clean after a fetch, like weights.
+  // READ_MOSTLY advised (for the allocation, or for a range that holds this chunk whole:
+  // the filled blocks of a KV cache, say): clean after a fetch, like weights.
   bool read_mostly = false;
   // With `moving`: a copy or set into the chunk was queued (or its allocation lost its
   // clean-after-fetch advice) after the job was planned, so the fetch it may be in must not
@@ -96,7 +96,7 @@ struct Allocation {
   std::shared_ptr<BusyEvent> busy;
   std::vector<Chunk> chunks;
   bool guarded() const { return advice & kAdviceGuarded; }
-  bool clean_after_fetch() const { return advice & (kAdviceWeights | kAdviceReadMostly); }
+  bool clean_after_fetch() const { return advice & kAdviceWeights; }
 };
 
 // Whether a fetch keeps the chunk's host (and NVMe) copy: device work does not write it.

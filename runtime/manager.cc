@@ -170,7 +170,7 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
   allocation->size = bytes;
   allocation->reserved = count * chunk_bytes;
   allocation->device = config_.device;
-  allocation->advice = advice;
+  allocation->advice = advice & ~kAdviceReadMostly;  // per chunk, below
   CUresult r =
       Driver().cuMemAddressReserve(&allocation->base, allocation->reserved, chunk_bytes, 0, 0);
   if (r != CUDA_SUCCESS) return CudaError(r, "reserving device address space");
@@ -183,6 +183,7 @@ absl::StatusOr<CUdeviceptr> Manager::Allocate(size_t bytes, CUstream stream, uin
     Chunk& chunk = allocation->chunks[mapped];
     chunk.allocation = allocation.get();
     chunk.address = allocation->base + mapped * chunk_bytes;
+    chunk.read_mostly = advice & kAdviceReadMostly;
     chunk.last_stream = stream;
     // HBM while it has room (COLD data goes straight to the host tier), else host memory.
     absl::StatusOr<PhysicalChunk> physical = absl::ResourceExhaustedError("cold");
@@ -305,17 +306,11 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
     return absl::InvalidArgumentError("advice range is empty or leaves the allocation");
   }
   Allocation* allocation = hit->allocation;
-  const bool whole = address == hit->base && bytes == allocation->size;
-  if (!whole && (advice & kAdviceReadMostly)) {
-    // Read-mostly for part of an allocation: the chunks in the range. Set, only those it
-    // holds whole (a chunk partly outside may be written there); cleared, every chunk it
-    // touches, which drops their kept copies.
+  if (advice & kAdviceReadMostly) {
+    // Read-mostly is kept per chunk. Set, for the chunks the range holds whole (a chunk
+    // partly outside may be written there; a range of the whole allocation holds every
+    // chunk); cleared, for every chunk it touches, which drops their kept copies.
     const auto [first, limit] = ChunkSpan(*hit, address, bytes, /*whole_only=*/set);
-    if (!set && (allocation->advice & kAdviceReadMostly)) {
-      // Advised whole before: the rest of it stays read-mostly, chunk by chunk.
-      allocation->advice &= ~kAdviceReadMostly;
-      for (Chunk& chunk : allocation->chunks) chunk.read_mostly = true;
-    }
     for (size_t i = first; i < limit; ++i) {
       Chunk& chunk = allocation->chunks[i];
       chunk.read_mostly = set;
@@ -329,9 +324,6 @@ absl::Status Manager::Advise(CUdeviceptr address, size_t bytes, uint32_t advice,
     allocation->advice |= advice;
   } else {
     allocation->advice &= ~advice;
-    if (whole && (advice & kAdviceReadMostly)) {
-      for (Chunk& chunk : allocation->chunks) chunk.read_mostly = false;
-    }
     // Without the advice the program may write it again: a copy kept from its last fetch
     // would hand back stale bytes at the next eviction.
     for (Chunk& chunk : allocation->chunks) {
