@@ -467,11 +467,29 @@ class ManagerNvmeTest : public ManagerTest {
     config.nvme_limit_bytes = nvme_limit;
     Start(config);
   }
+  // held_: a stream held at a wait for a host word until ReleaseHeldStream; work queued on
+  // it, and moves that wait for that work, cannot run before.
+  void HoldStream() {
+    ASSERT_CU(cuStreamCreate(&held_, CU_STREAM_NON_BLOCKING));
+    ASSERT_CU(cuMemHostAlloc(&held_flag_, sizeof(uint32_t), CU_MEMHOSTALLOC_DEVICEMAP));
+    *static_cast<volatile uint32_t*>(held_flag_) = 0;
+    CUdeviceptr flag_on_device = 0;
+    ASSERT_CU(cuMemHostGetDevicePointer(&flag_on_device, held_flag_, 0));
+    ASSERT_CU(cuStreamWaitValue32(held_, flag_on_device, 1, CU_STREAM_WAIT_VALUE_GEQ));
+  }
+  void ReleaseHeldStream() {
+    if (held_flag_ != nullptr) *static_cast<volatile uint32_t*>(held_flag_) = 1;
+  }
   void TearDown() override {
+    ReleaseHeldStream();
     ManagerTest::TearDown();
+    if (held_ != nullptr) EXPECT_CU(cuStreamDestroy(held_));
+    if (held_flag_ != nullptr) EXPECT_CU(cuMemFreeHost(held_flag_));
     EXPECT_EQ(rmdir(directory_.c_str()), 0) << "the spill directory must be left empty";
   }
   std::string directory_;
+  CUstream held_ = nullptr;
+  void* held_flag_ = nullptr;
 };
 
 TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
@@ -616,14 +634,8 @@ TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
   ASSERT_THAT(*manager_->Placement(*on_nvme, 4 * kMiB), Each(Tier::kNvme));
 
   // A stream held until the test lets it go, and a move of `in_hbm` that waits for it.
-  CUstream held = nullptr;
-  ASSERT_CU(cuStreamCreate(&held, CU_STREAM_NON_BLOCKING));
-  void* flag = nullptr;
-  ASSERT_CU(cuMemHostAlloc(&flag, sizeof(uint32_t), CU_MEMHOSTALLOC_DEVICEMAP));
-  *static_cast<volatile uint32_t*>(flag) = 0;
-  CUdeviceptr flag_on_device = 0;
-  ASSERT_CU(cuMemHostGetDevicePointer(&flag_on_device, flag, 0));
-  ASSERT_CU(cuStreamWaitValue32(held, flag_on_device, 1, CU_STREAM_WAIT_VALUE_GEQ));
+  ASSERT_NO_FATAL_FAILURE(HoldStream());
+  CUstream held = held_;
   const uint64_t requests = manager_->NvmeStats().requests;
   ASSERT_TRUE(manager_->Prefetch(*in_hbm, 4 * kMiB, Tier::kHost, held).ok());
   ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kDevice, nullptr).ok());
@@ -634,7 +646,7 @@ TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
   }
   EXPECT_THAT(*manager_->Placement(*in_hbm, 4 * kMiB), Each(Tier::kDevice))
       << "the move ahead did not wait for the held stream";
-  *static_cast<volatile uint32_t*>(flag) = 1;
+  ReleaseHeldStream();
   EXPECT_TRUE(read_while_held) << "no NVMe read started while the move ahead waited";
 
   manager_->Drain();
@@ -645,8 +657,6 @@ TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
   ASSERT_NO_FATAL_FAILURE(CheckFill(*on_nvme, 4 * kMiB, 4 * kMiB, 31));
   ASSERT_CU(kernels_.Check(*in_hbm, 4 * kMiB / 4, 32, mismatches_, nullptr));
   EXPECT_EQ(Mismatches(), 0u);
-  ASSERT_CU(cuStreamDestroy(held));
-  ASSERT_CU(cuMemFreeHost(flag));
 }
 
 // A move from NVMe waits on the host for the copies out of its staging buffers. Those may
@@ -664,20 +674,14 @@ TEST_F(ManagerNvmeTest, AMoveFromNvmeBehindAHeldMoveFinishesItFirst) {
   manager_->Drain();
   ASSERT_CU(cuCtxSynchronize());
 
-  CUstream held = nullptr;
-  ASSERT_CU(cuStreamCreate(&held, CU_STREAM_NON_BLOCKING));
-  void* flag = nullptr;
-  ASSERT_CU(cuMemHostAlloc(&flag, sizeof(uint32_t), CU_MEMHOSTALLOC_DEVICEMAP));
-  *static_cast<volatile uint32_t*>(flag) = 0;
-  CUdeviceptr flag_on_device = 0;
-  ASSERT_CU(cuMemHostGetDevicePointer(&flag_on_device, flag, 0));
-  ASSERT_CU(cuStreamWaitValue32(held, flag_on_device, 1, CU_STREAM_WAIT_VALUE_GEQ));
+  ASSERT_NO_FATAL_FAILURE(HoldStream());
+  CUstream held = held_;
   // Both moves name `held`: the second's copies wait for what it queued before them, and
   // that is the first move's gate.
   ASSERT_TRUE(manager_->Prefetch(*in_hbm, 2 * kMiB, Tier::kHost, held).ok());
   ASSERT_TRUE(manager_->Prefetch(*on_nvme, kBytes, Tier::kDevice, held).ok());
   usleep(200'000);
-  *static_cast<volatile uint32_t*>(flag) = 1;
+  ReleaseHeldStream();
   ASSERT_TRUE(manager_->Drain(absl::Seconds(30))) << "the moves never completed";
   ASSERT_CU(cuStreamSynchronize(held));
   EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
@@ -685,8 +689,6 @@ TEST_F(ManagerNvmeTest, AMoveFromNvmeBehindAHeldMoveFinishesItFirst) {
   EXPECT_THAT(*manager_->Placement(*on_nvme, kBytes), Each(Tier::kDevice));
   ASSERT_NO_FATAL_FAILURE(CheckFill(*on_nvme, kBytes, 4 * kMiB, 41));
   EXPECT_EQ(Mismatches(), 0u);
-  ASSERT_CU(cuStreamDestroy(held));
-  ASSERT_CU(cuMemFreeHost(flag));
 }
 
 TEST_F(ManagerNvmeTest, PrepareLaunchBringsGuardedDataBackIntoMappedMemory) {
