@@ -9,7 +9,7 @@
 // NVME, allowed only for guarded allocations: see architecture.md, "The invariant").
 //
 // Thread safety: every field is guarded by the Manager's mutex; fields a move job owns
-// (`moving` set) change only on the mover thread.
+// (`moving` set) change only on the mover's threads, for that job.
 #ifndef SPILLWAY_RUNTIME_CHUNK_H_
 #define SPILLWAY_RUNTIME_CHUNK_H_
 

@@ -11,7 +11,7 @@
 // quarter of the way. Runs shorter than kMinBytes are ignored: fixed per-copy costs would
 // dominate them.
 //
-// Thread safety: Add from one thread at a time (the mover's); bytes_per_s from any.
+// Thread safety: Add from one thread at a time (the mover's finisher); bytes_per_s from any.
 #ifndef SPILLWAY_RUNTIME_LINK_METER_H_
 #define SPILLWAY_RUNTIME_LINK_METER_H_
 

@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
     if (absl::Status s = mover->CreateStaging(numa_node); !s.ok()) return s;
   }
   mover->thread_ = std::thread([m = mover.get()] { m->Run(); });
+  mover->finisher_ = std::thread([m = mover.get()] { m->Finisher(); });
   return mover;
 }
 
@@ -124,6 +125,7 @@ Mover::~Mover() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (finisher_.joinable()) finisher_.join();
   const DriverApi& cu = Driver();
   if (h2d_ != nullptr) cu.cuStreamDestroy(h2d_);
   if (d2h_ != nullptr) cu.cuStreamDestroy(d2h_);
@@ -286,67 +288,72 @@ void Mover::WaitForAll() { WaitForAll(absl::InfiniteDuration()); }
 
 void Mover::Run() {
   Driver().cuCtxSetCurrent(context_);
-  // Up to kSlots jobs at a time: later jobs' copies are queued before an earlier one's
-  // wait, remap and commit, so the link does not idle through them. A later job never
-  // depends on an earlier one's remap: chunks belong to one job at a time, and what a
-  // job's commit gives back to the pools was not there to plan with when the later job was
-  // planned. A job with NVMe steps waits on the host for some of its copies (through the
-  // staging buffers); WaitFinishingAhead finishes the jobs ahead of it when it must. Its
-  // first reads start as soon as it is at the head of the queue (StartReadsEarly): they
-  // wait for nothing on the GPU.
-  std::deque<InFlight>& in_flight = in_flight_;
+  // Starts jobs, in order: queues their copies, while up to kSlots jobs are in flight (the
+  // finisher thread finishes them, in order). Later jobs' copies are queued before an
+  // earlier one's wait, remap and commit, so the link does not idle through them. A later
+  // job never depends on an earlier one's copies or remap: chunks belong to one job at a
+  // time, and what a job's commit gives back to the pools was not there to plan with when
+  // the later job was planned. This thread never waits for another job: a job with NVMe
+  // steps waits only for its own reads and staging copies (which the finisher's progress
+  // lets through), and while no slot is free it starts the next job's first reads.
   for (;;) {
     std::unique_ptr<MoveJob> job;
-    MoveJob* next = nullptr;  // the job at the head of the queue, when no slot is free
+    MoveJob* head = nullptr;  // the next job, while no slot is free
     {
       absl::MutexLock lock(&mu_);
-      if (in_flight.empty()) {
-        mu_.Await(absl::Condition(
-            +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
-              return !m->queue_.empty() || m->stopping_;
-            },
-            this));
-        if (queue_.empty()) return;
+      mu_.Await(absl::Condition(
+          +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
+            if (m->queue_.empty()) return m->stopping_;
+            return static_cast<int>(m->in_flight_.size()) < kSlots ||
+                   m->queue_.front()->sequence != m->read_early_;
+          },
+          this));
+      if (queue_.empty()) {
+        starter_done_ = true;  // the finisher ends once what is in flight is done
+        return;
       }
-      if (!queue_.empty() && static_cast<int>(in_flight.size()) < kSlots) {
+      if (static_cast<int>(in_flight_.size()) < kSlots) {
         job = std::move(queue_.front());
         queue_.pop_front();
-      } else if (!queue_.empty()) {
+      } else {
         // Only this thread pops the queue, and a job does not move while it is queued.
-        next = queue_.front().get();
+        head = queue_.front().get();
+        read_early_ = head->sequence;
       }
     }
-    if (job == nullptr) {
-      // No slot: finish the oldest, with the next job's NVMe reads under way meanwhile.
-      if (next != nullptr && UsesNvme(*next)) StartReadsEarly(*next);
-      FinishOldest();
+    if (head != nullptr) {
+      if (UsesNvme(*head)) StartReadsEarly(*head);
       continue;
     }
     if (UsesNvme(*job)) StartReadsEarly(*job);
     job->start_ns = NowNs();
     absl::Status started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
-    in_flight.push_back({std::move(job), started});
+    absl::MutexLock lock(&mu_);
+    in_flight_.push_back({std::move(job), std::move(started)});
   }
 }
 
-void Mover::FinishOldest() {
-  InFlight oldest = std::move(in_flight_.front());
-  in_flight_.pop_front();
-  Finish(std::move(oldest.job), oldest.started);
-}
-
-absl::Status Mover::WaitFinishingAhead(CUevent event) {
-  const DriverApi& cu = Driver();
+void Mover::Finisher() {
+  Driver().cuCtxSetCurrent(context_);
   for (;;) {
-    CUresult r = cu.cuEventQuery(event);
-    if (r == CUDA_SUCCESS) return absl::OkStatus();
-    if (r != CUDA_ERROR_NOT_READY) return CudaError(r, "waiting for a staging copy");
-    if (in_flight_.empty()) break;
-    FinishOldest();
+    std::unique_ptr<MoveJob> job;
+    absl::Status started;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
+            return !m->in_flight_.empty() || m->starter_done_;
+          },
+          this));
+      if (in_flight_.empty()) return;
+      // The entry keeps its slot until the job is finished.
+      job = std::move(in_flight_.front().job);
+      started = in_flight_.front().started;
+    }
+    Finish(std::move(job), started);
+    absl::MutexLock lock(&mu_);
+    in_flight_.pop_front();
   }
-  // Nothing is in flight ahead: every gate the application's work may wait at is open.
-  SPW_CHECK_CU(cu.cuEventSynchronize(event));
-  return absl::OkStatus();
 }
 
 bool Mover::UsesNvme(const MoveJob& job) {
@@ -374,8 +381,7 @@ absl::Status Mover::StartReads(MoveJob& job, const std::vector<MoveStep*>& reads
     if (job.reads[r].valid()) break;  // the buffer still holds an earlier read of the job
     const size_t b = kSpillStaging + r;
     if (may_wait) {
-      // Its last copy is done.
-      if (absl::Status s = WaitFinishingAhead(staging_free_[b]); !s.ok()) return s;
+      SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));  // its last copy is done
     } else if (cu.cuEventQuery(staging_free_[b]) != CUDA_SUCCESS) {
       break;
     }
@@ -473,7 +479,7 @@ absl::Status Mover::CopyOut(MoveJob& job) {
       SPW_CHECK_CU(
           cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source, chunk_bytes_, d2h_));
       SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], d2h_));
-      if (absl::Status s = WaitFinishingAhead(staging_free_[b]); !s.ok()) return s;
+      SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));
       if (chunk.tier == Tier::kDevice) job.bytes_d2h += chunk_bytes_;
       absl::StatusOr<NvmeStore::Ticket> ticket =
           nvme_->WriteAsync(step.extent, 0, staging_[b], chunk_bytes_);

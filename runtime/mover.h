@@ -7,14 +7,15 @@
 // NVMe extents) and handed over with the application streams that may touch its chunks.
 // For each of those streams, Submit records an event (everything the stream has queued
 // so far) and then enqueues a wait on the *gate*: a word in page-locked host memory that
-// the mover bumps when the job is done (cuStreamWaitValue32). The mover thread then
+// the mover bumps when the job is done (cuStreamWaitValue32). The mover's threads then
 //   1. orders its copy streams after those events (cuStreamWaitEvent, no host wait),
 //   2. copies data out of HBM on the D2H stream (evictions, spills through a staging
 //      buffer to io_uring writes) and into HBM or host memory on the H2D stream (fetches;
 //      NVMe reads into staging buffers overlapped with the copies out of them), never on
 //      an application stream; a fetch into the HBM chunk an eviction gives up waits for
 //      that eviction's copy alone, so both directions run at once,
-//   3. waits for its own copies, then re-points the chunks' ranges (unmap + map, runs of
+//   3. (the finisher thread) waits for the job's copies, then re-points the chunks' ranges (unmap +
+//   map, runs of
 //      adjacent chunks together): no stream can be using them, because every stream that
 //      could is held at the gate, behind work that has finished,
 //   4. lets the Manager commit the new states, and opens the gate.
@@ -22,10 +23,12 @@
 // one's remap and commit, so the link does not idle through them. (With two, the link idled
 // through most remaps at 2 GB/s: the one job queued behind the finishing one ran out of
 // copies first. bench/tinyllm/timeline.py shows it; docs/benchmarks.md has the figures.)
-// NVMe data passes through staging buffers, so a job with NVMe steps waits on the host for
-// some of its own copies; those may wait (through the application's streams) for the gates
-// of the jobs ahead, so it finishes those first, one at a time, only while it must wait
-// (WaitFinishingAhead). Its first reads start as soon as it is at the head of the queue.
+// Two threads: one starts jobs (queues their copies), the other finishes them (waits for
+// the copies, re-points, commits, opens the gate), so starting a job never waits for an
+// earlier one to finish. NVMe data passes through staging buffers: a job with NVMe steps
+// waits on the host for its own reads and staging copies. Those copies may wait (through
+// the application's streams) for the gates of the jobs ahead, which the finisher opens
+// meanwhile. Its first reads start as soon as it is next in the queue, before a slot is free.
 // A job may also gate nothing (gate_streams false: a release, or a prefetch ahead of
 // need). It then waits for the streams' work, or for the BusyEvents of the launches that
 // last used its chunks, and the manager makes every later user of those chunks wait for
@@ -35,7 +38,7 @@
 // serves all of them.
 //
 // Thread safety: Submit and the Wait* methods may be called from any thread. The commit
-// callback runs on the mover thread, without any mover lock held.
+// callback runs on the finisher thread, without any mover lock held.
 #ifndef SPILLWAY_RUNTIME_MOVER_H_
 #define SPILLWAY_RUNTIME_MOVER_H_
 
@@ -107,7 +110,7 @@ struct MoveJob {
   // which come in bursts at teardown, from holding the application's streams (the legacy
   // one, for cuMemFree) behind the mover.
   bool gate_streams = true;
-  // Called on the mover thread once the steps ran (or failed: `status` says which; steps
+  // Called on the finisher thread once the steps ran (or failed: `status` says which; steps
   // not `remapped` are where they were, and no range was left unbacked).
   std::function<void(MoveJob& job, const absl::Status& status)> commit;
   // Filled by the mover.
@@ -129,6 +132,9 @@ struct MoveJob {
 
 class Mover {
  public:
+  // Jobs in flight at once: their copies queued, not finished yet.
+  static constexpr int kSlots = 4;
+
   // `nvme` may be null (no NVMe tier); it must outlive the mover. Staging buffers are
   // placed on `numa_node` (the GPU's nearest; < 0: wherever the kernel puts them).
   static absl::StatusOr<std::unique_ptr<Mover>> Create(int device, size_t chunk_bytes,
@@ -177,7 +183,8 @@ class Mover {
   Mover(int device, size_t chunk_bytes, NvmeStore* nvme)
       : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}
   absl::Status CreateStaging(int numa_node);
-  void Run();
+  void Run();       // the starter thread
+  void Finisher();  // the finisher thread
   // A job's copies, queued on the copy streams (after the application work it waits for),
   // then the slot's events that FinishCopies waits for.
   absl::Status StartCopies(MoveJob& job);
@@ -207,14 +214,6 @@ class Mover {
   void AbandonReads(MoveJob& job);
   // FinishCopies, the commit, and the gate.
   void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
-  // Finish for the oldest job in flight.
-  void FinishOldest();
-  // Blocks until `event`, a copy of the job being started, is done. That copy may wait,
-  // through the application's streams, for the gates of the jobs in flight ahead (its
-  // streams wait for what the application queued before the job, which may wait at their
-  // gates), so while it is not done those are finished, oldest first; with none left, it
-  // waits. A job that blocks on its copies (NVMe staging) so drains only what it must.
-  absl::Status WaitFinishingAhead(CUevent event);
   absl::Status CopyOut(MoveJob& job);
   absl::Status CopyIn(MoveJob& job);
   absl::Status Map(CUdeviceptr address, CUmemGenericAllocationHandle handle);
@@ -233,9 +232,9 @@ class Mover {
   std::vector<void*> staging_;
   std::vector<void*> staging_mappings_;  // what munmap takes (staging_ is aligned inside)
   std::vector<CUevent> staging_free_;
-  // Events of a job in flight (up to kSlots are: Run), by sequence number modulo kSlots.
-  // Mover thread only.
-  static constexpr int kSlots = 4;
+  // Events of a job in flight (up to kSlots are: Run), by sequence number modulo kSlots:
+  // recorded by the starter, waited for by the finisher; a slot is reused once its job is
+  // finished.
   struct Slot {
     CUevent out_done = nullptr;  // recorded after the job's copies, on each copy stream
     CUevent in_done = nullptr;
@@ -249,12 +248,10 @@ class Mover {
     std::vector<CUevent> evicted;
   };
   Slot slots_[kSlots];
-  // Jobs whose copies are queued, oldest first: at most kSlots. Mover thread only.
   struct InFlight {
-    std::unique_ptr<MoveJob> job;
+    std::unique_ptr<MoveJob> job;  // null once the finisher has taken it
     absl::Status started;
   };
-  std::deque<InFlight> in_flight_;
   LinkMeter h2d_link_;
   LinkMeter d2h_link_;
   std::atomic<uint64_t> completed_{0};
@@ -264,8 +261,14 @@ class Mover {
   // Events recorded on destroyed streams (OrderLaterJobsAfter), for the next job to wait on.
   std::vector<CUevent> destroyed_streams_work_ ABSL_GUARDED_BY(mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  // Jobs whose copies are queued, oldest first, until finished: at most kSlots.
+  std::deque<InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  // The queued job whose first NVMe reads were started while no slot was free.
+  uint64_t read_early_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  bool starter_done_ ABSL_GUARDED_BY(mu_) = false;  // the starter thread has returned
+  std::thread thread_;                              // starts jobs (Run)
+  std::thread finisher_;                            // finishes them (Finisher)
 };
 
 int64_t NowNs();

@@ -619,49 +619,59 @@ TEST_F(ManagerNvmeTest, FailingReadsAreRetriedThenReportedWithoutLosingData) {
   EXPECT_EQ(Mismatches(), 0u);
 }
 
-// A move that reads NVMe starts its reads while the moves queued before it still wait for
-// the application's work: the drive works meanwhile, instead of after them.
+// A move that reads NVMe starts its reads while the moves ahead of it still wait for the
+// application's work and hold every slot of the mover: the drive works meanwhile.
 TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
   StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/64 * kMiB);
   auto on_nvme = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
-  auto in_hbm = manager_->Allocate(4 * kMiB, nullptr);
-  ASSERT_TRUE(on_nvme.ok() && in_hbm.ok());
+  ASSERT_TRUE(on_nvme.ok());
   ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*on_nvme, 4 * kMiB, 4 * kMiB, 31));
   ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kNvme, nullptr).ok());
-  ASSERT_CU(kernels_.Fill(*in_hbm, 4 * kMiB / 4, 32, nullptr));
+  std::vector<CUdeviceptr> in_hbm;  // one chunk each: a move per slot of the mover
+  for (int i = 0; i < Mover::kSlots; ++i) {
+    auto p = manager_->Allocate(kChunk, nullptr);
+    ASSERT_TRUE(p.ok());
+    ASSERT_CU(kernels_.Fill(*p, kChunk / 4, 32 + i, nullptr));
+    in_hbm.push_back(*p);
+  }
   manager_->Drain();
   ASSERT_CU(cuCtxSynchronize());
   ASSERT_THAT(*manager_->Placement(*on_nvme, 4 * kMiB), Each(Tier::kNvme));
 
-  // A stream held until the test lets it go, and a move of `in_hbm` that waits for it.
+  // Moves of `in_hbm` that wait for a held stream, then one from NVMe behind them.
   ASSERT_NO_FATAL_FAILURE(HoldStream());
-  CUstream held = held_;
   const uint64_t requests = manager_->NvmeStats().requests;
-  ASSERT_TRUE(manager_->Prefetch(*in_hbm, 4 * kMiB, Tier::kHost, held).ok());
+  for (CUdeviceptr p : in_hbm) {
+    ASSERT_TRUE(manager_->Prefetch(p, kChunk, Tier::kHost, held_).ok());
+  }
   ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kDevice, nullptr).ok());
   bool read_while_held = false;
   for (int i = 0; i < 1000 && !read_while_held; ++i) {
     read_while_held = manager_->NvmeStats().requests > requests;
     if (!read_while_held) usleep(10'000);
   }
-  EXPECT_THAT(*manager_->Placement(*in_hbm, 4 * kMiB), Each(Tier::kDevice))
-      << "the move ahead did not wait for the held stream";
+  for (CUdeviceptr p : in_hbm) {
+    EXPECT_THAT(*manager_->Placement(p, kChunk), Each(Tier::kDevice))
+        << "a move ahead did not wait for the held stream";
+  }
   ReleaseHeldStream();
-  EXPECT_TRUE(read_while_held) << "no NVMe read started while the move ahead waited";
+  EXPECT_TRUE(read_while_held) << "no NVMe read started while the moves ahead waited";
 
   manager_->Drain();
   ASSERT_CU(cuCtxSynchronize());
   EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
-  EXPECT_THAT(*manager_->Placement(*in_hbm, 4 * kMiB), Each(Tier::kHost));
   EXPECT_THAT(*manager_->Placement(*on_nvme, 4 * kMiB), Each(Tier::kDevice));
   ASSERT_NO_FATAL_FAILURE(CheckFill(*on_nvme, 4 * kMiB, 4 * kMiB, 31));
-  ASSERT_CU(kernels_.Check(*in_hbm, 4 * kMiB / 4, 32, mismatches_, nullptr));
+  for (int i = 0; i < Mover::kSlots; ++i) {
+    EXPECT_THAT(*manager_->Placement(in_hbm[i], kChunk), Each(Tier::kHost));
+    ASSERT_CU(kernels_.Check(in_hbm[i], kChunk / 4, 32 + i, mismatches_, nullptr));
+  }
   EXPECT_EQ(Mismatches(), 0u);
 }
 
 // A move from NVMe waits on the host for the copies out of its staging buffers. Those may
-// wait, through the application's stream, for the gate of a move ahead of it: the mover
-// finishes that one first instead of waiting for ever.
+// wait, through the application's stream, for the gate of a move ahead of it: that move
+// is finished meanwhile (by the mover's other thread) instead of never.
 TEST_F(ManagerNvmeTest, AMoveFromNvmeBehindAHeldMoveFinishesItFirst) {
   StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/64 * kMiB);
   constexpr size_t kBytes = 12 * kMiB;  // 6 chunks: more than the staging buffers
