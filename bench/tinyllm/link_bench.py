@@ -179,7 +179,8 @@ def parse_args(argv):
             p.error(f"--nvme-dir {a.nvme_dir}: not a writable directory")
         if not 0 <= a.host_limit <= 1000:
             p.error("--host-limit takes a percentage of the weight bytes (0-1000)")
-    if "SPILLWAY_NVME_PATH" in a.extra_env or "SPILLWAY_HOST_LIMIT" in a.extra_env:
+    if "SPILLWAY_NVME_PATH" in a.extra_env or \
+            (a.nvme_dir is not None and "SPILLWAY_HOST_LIMIT" in a.extra_env):
         p.error("give the NVMe tier with --nvme-dir and --host-limit, not --env")
     needed = [a.tinyllm, a.module, a.lib, os.path.join(a.simcuda, "libcuda.so.1")]
     for path in needed + ([a.nvme_bench] if a.nvme_dir is not None else []):
