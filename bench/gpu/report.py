@@ -65,7 +65,8 @@ def main():
                             ("offload-50", "host-offload", 50), ("spillway-25", "spillway", 25),
                             ("learned-25", "spillway learned", 25),
                             ("advised-25", "spillway learned, weights advised", 25),
-                            ("offload-25", "host-offload", 25)]:
+                            ("offload-25", "host-offload", 25),
+                            ("nvme-25", "spillway learned, advised, host tier 25%, NVMe", 25)]:
         step = status.get("tinyllm-" + name, {})
         result = load(os.path.join(out, "runs", name + ".json"))
         stats = load(os.path.join(out, "runs", name + ".stats.json"))
@@ -97,6 +98,8 @@ def main():
             run["spillway"] = {k: t[k] for k in ("h2d_bytes", "d2h_bytes", "peak_device_bytes",
                                                  "fetches_on_demand", "fetches_prefetched",
                                                  "evictions", "stall_ns")}
+            run["spillway"].update({k: t.get(k, 0) for k in ("nvme_read_bytes",
+                                                             "nvme_write_bytes")})
             # The link as the runtime measured it (start-up, then its moves' copies), to
             # set beside the bandwidth step's figure; absent from older runtimes.
             device = stats.get("devices", {}).get("0", {})
@@ -147,7 +150,10 @@ def main():
             lines.append(f"  {r['run']}: moved H2D {gib(s['h2d_bytes'])} "
                          f"({gib(s.get('h2d_bytes_per_step', 0))} per step), "
                          f"D2H {gib(s['d2h_bytes'])}; peak HBM {gib(s['peak_device_bytes'])}; "
-                         f"stall {s['stall_ns'] / 1e9:.2f} s")
+                         f"stall {s['stall_ns'] / 1e9:.2f} s" +
+                         (f"; NVMe read {gib(s['nvme_read_bytes'])}, written "
+                          f"{gib(s['nvme_write_bytes'])}" if s["nvme_read_bytes"] or
+                          s["nvme_write_bytes"] else ""))
             if s.get("h2d_link_measured_bps"):
                 lines.append(f"  {r['run']}: link as the runtime measured it: H2D "
                              f"{s['h2d_link_measured_bps'] / 1e9:.1f} GB/s, D2H "

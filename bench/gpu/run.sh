@@ -4,7 +4,7 @@
 # The GPU check: one prepared script a session with a GPU runs once, from the bundle that
 # `make bundle` builds (docs/gpu.md). It measures the link (bandwidth), runs tinyllm fully
 # resident, under Spillway with the HBM limit at 50% and 25% of its weights (LRU, and the
-# learned policy), and with the
+# learned policy; at 25% also with the weights advised, and with the NVMe tier), and with the
 # baseline users pick today at the same limits (--host-offload: weights in mapped pinned
 # host memory, read over the link every step), then a PyTorch smoke test with and without
 # libspillway.so. Results: $OUT/gpu-results.json and $OUT/gpu-results.txt.
@@ -24,7 +24,8 @@ usage() {
 Usage: bench/gpu/run.sh [OPTIONS]
 
 The GPU check: link bandwidth, tinyllm resident / under Spillway (HBM limit 50% and 25%
-of the weights; LRU and --policy learned) / with --host-offload at the same limits, and a
+of the weights; LRU and --policy learned; at 25% also advised weights, and the NVMe tier
+in a fresh directory under $TMPDIR) / with --host-offload at the same limits, and a
 PyTorch smoke test with and without libspillway.so. Every step is timed and its failure recorded; the results are
 OUT/gpu-results.json and OUT/gpu-results.txt.
 
@@ -273,6 +274,18 @@ for pct in 50 25; do
   run_step "tinyllm-offload-$pct" "$run_limit" "${run_env[@]}" "$tinyllm" "${tl_args[@]}" \
     --host-offload $(( actual_weights - limit )) --json "$out/runs/offload-$pct.json" || true
 done
+
+# 3d. The NVMe tier: learned, weights advised, HBM and the host tier each at 25% of the
+# weights; the rest is spilled to a file under a fresh directory (the file never has a
+# name, so nothing is left there) and read back every step. Last of the tinyllm steps:
+# the first the time budget skips.
+nvme_dir=$(mktemp -d "${TMPDIR:-/tmp}/spillway-gpu-nvme-XXXXXX")
+limit=$(( actual_weights * 25 / 100 ))
+run_step tinyllm-nvme-25 "$run_limit" "${run_env[@]}" "$spillway" run \
+  --hbm-limit "$limit" --host-limit "$limit" --nvme "$nvme_dir" --policy learned \
+  "${spw_opts[@]}" --log-file "$out/logs/nvme-25.spwlog" --stats "$out/runs/nvme-25.stats.json" \
+  -- "$tinyllm" "${tl_args[@]}" --advise-weights --json "$out/runs/nvme-25.json" || true
+rmdir "$nvme_dir" 2>/dev/null || true
 
 # --- 4. PyTorch -------------------------------------------------------------------------
 if [[ "$skip_torch" == 1 ]]; then
