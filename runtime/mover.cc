@@ -408,7 +408,6 @@ void Mover::AbandonReads(MoveJob& job) {
 }
 
 void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {
-  AbandonReads(*job);  // a job that failed before its copies in may have reads under way
   absl::Status status = job->abandoned.ok() ? FinishCopies(*job, started) : job->abandoned;
   job->done_ns = NowNs();
   SPW_LOG(kTrace,
@@ -541,14 +540,15 @@ absl::Status Mover::CopyIn(MoveJob& job) {
     if (step.kind == MoveStep::Kind::kToDevice) job.bytes_h2d += chunk_bytes_;
     status = StartReads(job, reads, i + 1 + kReadStaging, /*may_wait=*/true);
   }
-  // Reads still in flight after a failure write into staging buffers: wait them out.
-  AbandonReads(job);
   return status;
 }
 
 absl::Status Mover::StartCopies(MoveJob& job) {
   const DriverApi& cu = Driver();
   absl::Status status = QueueCopies(job);
+  // Reads still in flight after a failure (in CopyIn, or before it, of reads started early)
+  // write into staging buffers the next job may take: wait them out here, on this thread.
+  AbandonReads(job);
   // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
   // this job queued, never for a later job's copies (those may wait at this job's gate).
   const Slot& slot = slots_[job.sequence % kSlots];

@@ -14,10 +14,9 @@
 //      NVMe reads into staging buffers overlapped with the copies out of them), never on
 //      an application stream; a fetch into the HBM chunk an eviction gives up waits for
 //      that eviction's copy alone, so both directions run at once,
-//   3. (the finisher thread) waits for the job's copies, then re-points the chunks' ranges (unmap +
-//   map, runs of
-//      adjacent chunks together): no stream can be using them, because every stream that
-//      could is held at the gate, behind work that has finished,
+//   3. (the finisher thread) waits for the job's copies, then re-points the chunks' ranges
+//      (unmap + map, runs of adjacent chunks together): no stream can be using them,
+//      because every stream that could is held at the gate, behind work that has finished,
 //   4. lets the Manager commit the new states, and opens the gate.
 // Up to four jobs are in flight at once: later jobs' copies are queued before an earlier
 // one's remap and commit, so the link does not idle through them. (With two, the link idled
@@ -210,7 +209,8 @@ class Mover {
   // waits for the GPU, and a read touches only the chunk's extent (its data is there: the
   // chunk belongs to `job`) and a read staging buffer whose last copy is done.
   void StartReadsEarly(MoveJob& job);
-  // Waits out any read of the job still in flight (it writes into a staging buffer).
+  // Waits out any read of the job still in flight (it writes into a staging buffer). On the
+  // starter thread, before the next job may take the buffers (StartCopies).
   void AbandonReads(MoveJob& job);
   // FinishCopies, the commit, and the gate.
   void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
