@@ -217,6 +217,23 @@ class Bench:
             env.update(self.a.extra_env)
         return env
 
+    def execute(self, cmd, env=None):
+        """Runs cmd under the time limit; None if it exited 0, else what went wrong."""
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                  timeout=self.a.timeout)
+            return None if proc.returncode == 0 else \
+                f"exit status {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+        except subprocess.TimeoutExpired as e:
+            return f"hung: no exit after {self.a.timeout:.0f} s; stderr: " \
+                f"{(e.stderr or b'').decode(errors='replace').strip()[-2000:]}"
+
+    def fail(self, name, shown, error):
+        """Records a failed run and stops the benchmark (RunFailed)."""
+        self.failures.append({"run": name, "command": shown, "error": error})
+        print(f"FAILED {name}: {shown}\n  {error}", file=sys.stderr)
+        raise RunFailed(name)
+
     def run(self, name, gen, spillway=None):
         """One tinyllm process; returns its JSON plus the Spillway statistics, if any."""
         result = os.path.join(self.scratch, f"{name}.json")
@@ -240,14 +257,7 @@ class Bench:
                          if k.startswith(("SPILLWAY_", "SIMCUDA_", "LD_"))) + " " + \
             " ".join(shlex.quote(c) for c in cmd)
         start = time.monotonic()
-        try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                  timeout=self.a.timeout)
-            error = None if proc.returncode == 0 else \
-                f"exit status {proc.returncode}: {proc.stderr.strip()[-2000:]}"
-        except subprocess.TimeoutExpired as e:
-            error = f"hung: no exit after {self.a.timeout:.0f} s; stderr: " \
-                f"{(e.stderr or b'').decode(errors='replace').strip()[-2000:]}"
+        error = self.execute(cmd, env)
         wall = time.monotonic() - start
         if spill_dir is not None:
             # The runtime's spill file has no name (O_TMPFILE or unlinked): the directory
@@ -257,9 +267,7 @@ class Bench:
             except OSError as e:
                 print(f"  note: {spill_dir} not removed: {e}", file=sys.stderr)
         if error:
-            self.failures.append({"run": name, "command": shown, "error": error})
-            print(f"FAILED {name}: {shown}\n  {error}", file=sys.stderr)
-            raise RunFailed(name)
+            self.fail(name, shown, error)
         with open(result) as f:
             out = json.load(f)
         if spillway and self.a.timeline:
@@ -305,16 +313,9 @@ def measure_drive(b, a, chunk, scratch):
            f"--json={out}"]
     print(f"  measuring the drive under {a.nvme_dir} ...", file=sys.stderr)
     shown = " ".join(shlex.quote(c) for c in cmd)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
-        error = None if proc.returncode == 0 else \
-            f"exit status {proc.returncode}: {proc.stderr.strip()[-2000:]}"
-    except subprocess.TimeoutExpired:
-        error = f"hung: no exit after {a.timeout:.0f} s"
+    error = b.execute(cmd)
     if error:
-        b.failures.append({"run": "drive", "command": shown, "error": error})
-        print(f"FAILED drive: {shown}\n  {error}", file=sys.stderr)
-        raise RunFailed("drive")
+        b.fail("drive", shown, error)
     with open(out) as f:
         store = json.load(f)["store"]
     return {"read_bps": store["read_median"], "write_bps": store["write_median"],
