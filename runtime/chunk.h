@@ -21,6 +21,7 @@
 #include <optional>
 #include <vector>
 
+#include "runtime/content_hash.h"
 #include "runtime/extent_allocator.h"
 #include "runtime/physical_pool.h"
 
@@ -60,6 +61,10 @@ struct Chunk {
   // free). A fresh chunk of a guarded allocation placed on NVMe has no extent yet.
   std::optional<Extent> nvme;
   bool nvme_copy_valid = false;
+  // What `nvme` holds (its bytes hashed when they were spilled), when known. Data that is
+  // not clean after a fetch keeps its extent when read back (the disk space it had), so
+  // that re-spilling bytes the device did not change skips the write (Mover::CopyOut).
+  std::optional<ContentHash> nvme_hash;
   bool moving = false;  // a move job owns this chunk
   // READ_MOSTLY advised (for the allocation, or for a range that holds this chunk whole:
   // the filled blocks of a KV cache, say): clean after a fetch, like weights.

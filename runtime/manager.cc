@@ -367,9 +367,38 @@ void Manager::DropCleanCopies(Chunk& chunk) {
     chunk.host_copy_valid = false;
   }
   if (chunk.tier != Tier::kNvme && chunk.nvme_copy_valid) {
-    nvme_->Free(*chunk.nvme).IgnoreError();
-    chunk.nvme.reset();
+    // The extent keeps its bytes, and their hash: a spill still compares against them.
     chunk.nvme_copy_valid = false;
+    if (!chunk.nvme_hash) ReleaseExtent(chunk);
+  }
+}
+
+void Manager::ReleaseExtent(Chunk& chunk) {
+  nvme_->Free(*chunk.nvme).IgnoreError();
+  chunk.nvme.reset();
+  chunk.nvme_copy_valid = false;
+  chunk.nvme_hash.reset();
+}
+
+absl::StatusOr<Extent> Manager::AllocateExtent() {
+  for (;;) {
+    absl::StatusOr<Extent> extent = nvme_->Allocate(config_.chunk_bytes);
+    if (extent.ok() || extent.status().code() != absl::StatusCode::kResourceExhausted) {
+      return extent;
+    }
+    // Full: extents that only copy what another tier holds make room, one at a time.
+    Chunk* copy = nullptr;
+    for (Allocation* a : allocations_) {
+      for (Chunk& c : a->chunks) {
+        if (c.nvme && c.tier != Tier::kNvme && !c.moving) {
+          copy = &c;
+          break;
+        }
+      }
+      if (copy != nullptr) break;
+    }
+    if (copy == nullptr) return extent;
+    ReleaseExtent(*copy);
   }
 }
 
@@ -413,11 +442,13 @@ absl::Status Manager::PlanToNvme(Chunk* chunk, Plan& plan) {
   if (chunk->nvme && chunk->nvme_copy_valid) {
     step.extent = *chunk->nvme;
     step.copy = false;  // a clean copy is already on NVMe
+  } else if (chunk->nvme) {
+    step.extent = *chunk->nvme;  // written over, unless it holds these bytes already
+    step.on_nvme = chunk->nvme_hash;
   } else {
-    absl::StatusOr<Extent> extent =
-        chunk->nvme ? absl::StatusOr<Extent>(*chunk->nvme) : nvme_->Allocate(config_.chunk_bytes);
+    absl::StatusOr<Extent> extent = AllocateExtent();
     if (!extent.ok()) return extent.status();
-    if (!chunk->nvme) plan.taken_extents.push_back(*extent);
+    plan.taken_extents.push_back(*extent);
     step.extent = *extent;
   }
   Claim(chunk, plan);
@@ -571,15 +602,11 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
       chunk.host = PhysicalChunk{};
     }
     chunk.host_copy_valid = keep_host;
-    // Leaving NVMe: the extent stays only as a clean copy of read-mostly data.
+    // Leaving NVMe: the extent stays, as a clean copy of read-mostly data, or else with the
+    // hash of its bytes, so that spilling them unchanged costs no write.
     if (chunk.tier == Tier::kNvme && chunk.nvme) {
-      if (keeps_copies) {
-        chunk.nvme_copy_valid = true;
-      } else {
-        nvme_->Free(*chunk.nvme).IgnoreError();
-        chunk.nvme.reset();
-        chunk.nvme_copy_valid = false;
-      }
+      chunk.nvme_copy_valid = keeps_copies;
+      if (!keeps_copies && !chunk.nvme_hash) ReleaseExtent(chunk);
     }
     tier_bytes(chunk.tier) -= chunk_bytes;
     tier_bytes(to) += chunk_bytes;
@@ -598,6 +625,8 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
       if (step.kind == MoveStep::Kind::kToHost && step.copy) host_pool_->Give(step.target);
       if (step.kind == MoveStep::Kind::kToNvme && chunk.nvme != step.extent) {
         nvme_->Free(step.extent).IgnoreError();
+      } else if (step.kind == MoveStep::Kind::kToNvme && step.copy && !step.unchanged) {
+        chunk.nvme_hash.reset();  // the chunk's own extent, perhaps half written over
       }
       continue;
     }
@@ -618,7 +647,10 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
         leave(chunk, Tier::kNvme);
         chunk.nvme = step.extent;
         chunk.nvme_copy_valid = false;
-        if (step.copy) ++stats_.spills;
+        if (step.copy) {
+          chunk.nvme_hash = step.written;
+          ++(step.unchanged ? stats_.spills_unchanged : stats_.spills);
+        }
         break;
       case MoveStep::Kind::kRelease:
         if (chunk.tier == Tier::kDevice) device_pool_->Give(chunk.device);

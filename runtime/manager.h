@@ -88,6 +88,7 @@ struct ManagerStats {
   uint64_t fetches_prefetched = 0;  // chunks fetched ahead of need
   uint64_t evictions = 0;           // chunks that left HBM
   uint64_t spills = 0;              // chunks written to NVMe
+  uint64_t spills_unchanged = 0;    // chunks spilled without a write: the extent held their bytes
   uint64_t stall_ns = 0;            // time application streams were held for moves
   uint64_t moves = 0;               // move jobs completed
   // The link as measured (LinkMeter: at start-up, then from the moves' copies), in bytes
@@ -243,9 +244,15 @@ class Manager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MapChunk(CUdeviceptr address, const PhysicalChunk& physical);
   void Touch(Chunk& chunk, CUstream stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives back the chunk's clean host and NVMe copies (or, while a job owns it, makes the
-  // job's commit keep none): its device bytes are about to differ from them.
+  // Gives back the chunk's clean host copy and stops trusting its NVMe copy (or, while a
+  // job owns it, makes the job's commit keep none): its device bytes are about to differ
+  // from them. An extent whose bytes' hash is known stays, for spills to compare against.
   void DropCleanCopies(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees the chunk's NVMe extent. REQUIRES: chunk.nvme, and the chunk not in tier NVME.
+  void ReleaseExtent(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A chunk-sized extent; when the NVMe tier is full, the extents that only copy what
+  // another tier holds are given up for it, one at a time.
+  absl::StatusOr<Extent> AllocateExtent() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The chunks [first, limit) of `hit`'s allocation that [address, address + bytes) touches
   // (clipped to the allocation), or with `whole_only` those it holds whole.
   std::pair<size_t, size_t> ChunkSpan(const AllocationMap::Hit& hit, CUdeviceptr address,

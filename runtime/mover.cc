@@ -411,10 +411,10 @@ void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {
   absl::Status status = job->abandoned.ok() ? FinishCopies(*job, started) : job->abandoned;
   job->done_ns = NowNs();
   SPW_LOG(kTrace,
-          "move {}: {} steps, {} bytes in, {} out, {} read from NVMe, {} written; queued {} us, "
-          "ran {} us",
+          "move {}: {} steps, {} bytes in, {} out, {} read from NVMe, {} written ({} spills "
+          "unchanged); queued {} us, ran {} us",
           job->sequence, job->steps.size(), job->bytes_h2d, job->bytes_d2h, job->bytes_nvme_read,
-          job->bytes_nvme_written, (job->start_ns - job->submit_ns) / 1000,
+          job->bytes_nvme_written, job->spills_unchanged, (job->start_ns - job->submit_ns) / 1000,
           (job->done_ns - job->start_ns) / 1000);
   if (job->commit) job->commit(*job, status);
   for (CUevent event : job->after) Driver().cuEventDestroy(event);
@@ -480,6 +480,14 @@ absl::Status Mover::CopyOut(MoveJob& job) {
       SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], d2h_));
       SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));
       if (chunk.tier == Tier::kDevice) job.bytes_d2h += chunk_bytes_;
+      // Bytes the extent already holds (weights the device only read, say) are not written:
+      // the drive's time and wear go to bytes that changed.
+      step.written = HashContent(staging_[b], chunk_bytes_);
+      if (step.on_nvme == step.written) {
+        step.unchanged = true;
+        ++job.spills_unchanged;
+        continue;
+      }
       absl::StatusOr<NvmeStore::Ticket> ticket =
           nvme_->WriteAsync(step.extent, 0, staging_[b], chunk_bytes_);
       if (!ticket.ok()) return ticket.status();

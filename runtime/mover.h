@@ -94,6 +94,11 @@ struct MoveStep {
   bool copy = true;      // bytes must move (false: a clean copy is already there)
   int donor = -1;        // kToDevice: index of the step that gives up `target`
   FetchReasonTag reason = FetchReasonTag::kPrefetch;
+  // kToNvme with `copy`: what `extent` holds now, when known; bytes that hash the same are
+  // not written again (`unchanged`). The mover sets `written` to the hash of the bytes spilled.
+  std::optional<ContentHash> on_nvme;
+  ContentHash written;
+  bool unchanged = false;
   bool remapped = false;         // set by the mover once the range points at its new backing
   CUevent copied_out = nullptr;  // mover only: its copy out of HBM is done (Mover::evicted_)
 };
@@ -124,6 +129,7 @@ struct MoveJob {
   uint64_t bytes_d2h = 0;
   uint64_t bytes_nvme_read = 0;
   uint64_t bytes_nvme_written = 0;
+  uint64_t spills_unchanged = 0;  // spills whose bytes the extent already held: not written
   int64_t submit_ns = 0;
   int64_t start_ns = 0;
   int64_t done_ns = 0;

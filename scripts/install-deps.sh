@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
   cmake g++ make pkg-config python3
-  libhwloc-dev liburing-dev libabsl-dev libfmt-dev
+  libhwloc-dev liburing-dev libabsl-dev libfmt-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev fio
   clang-format clang-tidy
   patchelf

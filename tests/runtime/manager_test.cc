@@ -619,6 +619,104 @@ TEST_F(ManagerNvmeTest, FailingReadsAreRetriedThenReportedWithoutLosingData) {
   EXPECT_EQ(Mismatches(), 0u);
 }
 
+// Unadvised guarded data read back from NVMe keeps its extent: spilled again, the chunks the
+// device did not change cost no write, the ones it changed are written, and all read back.
+TEST_F(ManagerNvmeTest, RespillingUnchangedBytesSkipsTheirWrites) {
+  StartTiers(/*host_limit=*/0, /*nvme_limit=*/64 * kMiB);
+  auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*p, 8 * kMiB, 4 * kMiB, 30));
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+  EXPECT_EQ(manager_->Stats().nvme_write_bytes, 8 * kMiB);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+    // Round 1 rewrites the second half with other bytes; round 0 leaves it all alone.
+    if (round == 1) ASSERT_CU(kernels_.Fill(*p + 4 * kMiB, 4 * kMiB / 4, 90, nullptr));
+    ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kNvme, nullptr).ok());
+    manager_->Drain();
+    EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  }
+  ManagerStats stats = manager_->Stats();
+  EXPECT_EQ(stats.nvme_write_bytes, 12 * kMiB) << "only the changed half is written again";
+  EXPECT_EQ(stats.spills_unchanged, (8 + 4) * kMiB / kChunk);
+  EXPECT_EQ(stats.spills, (8 + 4) * kMiB / kChunk);
+  EXPECT_THAT(*manager_->Placement(*p, 8 * kMiB), Each(Tier::kNvme));
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*p, 4 * kMiB / 4, 30, mismatches_, nullptr));
+  ASSERT_CU(kernels_.Check(*p + 4 * kMiB, 4 * kMiB / 4, 90, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// A spill whose write fails may have written part of the chunk's extent: what the extent
+// holds is no longer known, so bytes equal to its old contents are written, not skipped.
+TEST_F(ManagerNvmeTest, AFailedWriteOverAnExtentIsNeverTakenForItsOldBytes) {
+  static std::atomic<int> write_failures_left{0};
+  ManagerConfig config;
+  config.chunk_bytes = kChunk;
+  config.hbm_limit_bytes = 16 * kMiB;
+  config.host_limit_bytes = 0;
+  config.nvme_directory = directory_;
+  config.nvme_limit_bytes = 64 * kMiB;
+  config.nvme_completion_hook = [](const NvmeIoCompletion& io, int result) {
+    if (io.is_write && write_failures_left.load() > 0) {
+      write_failures_left.fetch_sub(1);
+      return -EIO;
+    }
+    return result;
+  };
+  Start(config);
+  auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 77, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  // Other bytes, whose write lands (the hook fails it after the fact) and is reported failed.
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 78, nullptr));
+  write_failures_left = 1000;
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+  EXPECT_FALSE(manager_->LastMoveStatus().ok());
+  EXPECT_THAT(*manager_->Placement(*p, 4 * kMiB), Each(Tier::kDevice));
+  write_failures_left = 0;
+  // Back to the first bytes: they must be written, the extent may hold the others.
+  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 77, nullptr));
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  manager_->Drain();
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_EQ(manager_->Stats().spills_unchanged, 0u);
+  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
+  ASSERT_CU(kernels_.Check(*p, 4 * kMiB / 4, 77, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// Extents kept for data read back from NVMe never fill the drive for data that must go
+// there: a spill that finds the tier full takes them.
+TEST_F(ManagerNvmeTest, ExtentsKeptForReadBackDataMakeRoomWhenTheTierIsFull) {
+  StartTiers(/*host_limit=*/0, /*nvme_limit=*/8 * kMiB);
+  auto first = manager_->Allocate(8 * kMiB, nullptr, kAdviceGuarded);
+  auto second = manager_->Allocate(8 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*first, 8 * kMiB, 8 * kMiB, 11));
+  ASSERT_TRUE(manager_->Prefetch(*first, 8 * kMiB, Tier::kNvme, nullptr).ok());
+  ASSERT_TRUE(manager_->Prefetch(*first, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  manager_->Drain();  // a move reading an extent holds it until done (as before it kept any)
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*second, 8 * kMiB, 8 * kMiB, 12));
+  absl::Status s = manager_->Prefetch(*second, 8 * kMiB, Tier::kNvme, nullptr);
+  ASSERT_TRUE(s.ok()) << s;
+  manager_->Drain();
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_THAT(*manager_->Placement(*second, 8 * kMiB), Each(Tier::kNvme));
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*first, 8 * kMiB, 8 * kMiB, 11));
+  ASSERT_TRUE(manager_->Prefetch(*second, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_CU(kernels_.Check(*second, 8 * kMiB / 4, 12, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
 // A move that reads NVMe starts its reads while the moves ahead of it still wait for the
 // application's work and hold every slot of the mover: the drive works meanwhile.
 TEST_F(ManagerNvmeTest, NvmeReadsStartWhileEarlierMovesWait) {
