@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// A chunk's bytes, summarised: XXH3's 128-bit hash (xxhash.h, compiled in).
+// A chunk's bytes, summarised: XXH3's 128-bit hash (xxhash.h, compiled in; the AVX2 code
+// where the CPU has it, content_hash_avx2.cc).
 //
 // The NVMe tier remembers the hash of what each extent holds, so that a spill of bytes the
 // extent already holds skips the write (Manager::PlanToNvme, Mover::CopyOut): the weights
