@@ -7,6 +7,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "runtime_test_util.h"
+#include "tests/common/capabilities.h"
 
 namespace spillway {
 namespace {
@@ -616,6 +618,42 @@ TEST_F(ManagerNvmeTest, FailingReadsAreRetriedThenReportedWithoutLosingData) {
   ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
   ASSERT_CU(cuMemsetD8(mismatches_, 0, sizeof(uint64_t)));
   ASSERT_CU(kernels_.Check(*p, 4 * kMiB / 4, 77, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// Without CAP_IPC_LOCK, io_uring charges registered buffers to RLIMIT_MEMLOCK, and the eight
+// staging buffers (16 MiB at 2 MiB chunks) exceed a small limit: as many as fit are
+// registered, and the I/O through them uses fixed buffers.
+TEST_F(ManagerNvmeTest, StagingBuffersRegisterAsManyAsMemlockAllows) {
+  // This thread creates the ring and registers (in Create), and capabilities are per
+  // thread: clearing the effective bit here is enough, and it is raised again below.
+  const bool root = geteuid() == 0;
+  if (root && !spw_test::ClearCapabilities({CAP_IPC_LOCK}, /*permanently=*/false)) {
+    GTEST_SKIP() << "cannot clear CAP_IPC_LOCK";
+  }
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &saved), 0);
+  rlimit small = saved;
+  small.rlim_cur = 5 * kMiB;  // two buffers and a half
+  if (small.rlim_max != RLIM_INFINITY && small.rlim_max < small.rlim_cur) {
+    small.rlim_cur = small.rlim_max;
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &small), 0);
+  StartTiers(/*host_limit=*/0, /*nvme_limit=*/64 * kMiB);
+  ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &saved), 0);
+  if (root) ASSERT_TRUE(spw_test::RaiseCapability(CAP_IPC_LOCK));
+
+  auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceGuarded);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*p, 8 * kMiB, 8 * kMiB, 21));
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kNvme, nullptr).ok());
+  ASSERT_TRUE(manager_->Prefetch(*p, 8 * kMiB, Tier::kDevice, nullptr).ok());
+  manager_->Drain();
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  const NvmeStoreStats io = manager_->NvmeStats();
+  EXPECT_GT(io.fixed_requests, 0u) << "no staging buffer was registered";
+  EXPECT_LT(io.fixed_requests, io.requests) << "all were: the limit did not apply";
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*p, 8 * kMiB, 8 * kMiB, 21));
   EXPECT_EQ(Mismatches(), 0u);
 }
 

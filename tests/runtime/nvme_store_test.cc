@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/capabilities.h"
 
 namespace spillway {
 namespace {
@@ -182,18 +183,10 @@ int RunInChild(const std::function<int()>& body) {
     EXPECT_EQ(child_code, 0) << "child failed (see its log above)";          \
   } while (0)
 
-// Removes capabilities from the effective and permitted sets of the calling process
-// (root keeps bypassing file modes and memlock limits otherwise).
+// Removes capabilities for good (root keeps bypassing file modes and memlock limits
+// otherwise); the child that calls it is single-threaded, so the whole process loses them.
 bool DropCapabilities(std::initializer_list<int> caps) {
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2] = {};
-  if (syscall(SYS_capget, &header, data) != 0) return false;
-  for (int cap : caps) {
-    data[cap / 32].effective &= ~(1u << (cap % 32));
-    data[cap / 32].permitted &= ~(1u << (cap % 32));
-    data[cap / 32].inheritable &= ~(1u << (cap % 32));
-  }
-  return syscall(SYS_capset, &header, data) == 0;
+  return spw_test::ClearCapabilities(caps, /*permanently=*/true);
 }
 
 // ---------------------------------------------------------------------------------------
