@@ -192,6 +192,9 @@ class Manager {
   NvmeStoreStats NvmeStats() const { return nvme_ ? nvme_->stats() : NvmeStoreStats{}; }
   // The outcome of the latest move (a failed copy or remap leaves chunks where they were).
   absl::Status LastMoveStatus();
+  // Moves whose copies between HBM and host memory are queued (their NVMe steps may still
+  // wait for the drive): moves start in order, and finish in order, later.
+  uint64_t MovesStarted() const { return mover_->started(); }
 
   size_t chunk_bytes() const { return config_.chunk_bytes; }
   size_t hbm_limit_bytes() const { return config_.hbm_limit_bytes; }

@@ -73,6 +73,14 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
   *mover->gate_ = 0;
   if (nvme != nullptr) {
     if (absl::Status s = mover->CreateStaging(numa_node); !s.ok()) return s;
+    SPW_CHECK_CU(cu.cuStreamCreate(&mover->nvme_h2d_, CU_STREAM_NON_BLOCKING));
+    SPW_CHECK_CU(cu.cuStreamCreate(&mover->nvme_d2h_, CU_STREAM_NON_BLOCKING));
+    for (Slot& slot : mover->slots_) {
+      for (CUevent* event : {&slot.nvme_out_done, &slot.nvme_in_done}) {
+        SPW_CHECK_CU(cu.cuEventCreate(event, CU_EVENT_DISABLE_TIMING));
+      }
+    }
+    mover->nvme_thread_ = std::thread([m = mover.get()] { m->NvmeThread(); });
   }
   mover->thread_ = std::thread([m = mover.get()] { m->Run(); });
   mover->finisher_ = std::thread([m = mover.get()] { m->Finisher(); });
@@ -136,14 +144,17 @@ Mover::~Mover() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (nvme_thread_.joinable()) nvme_thread_.join();
   if (finisher_.joinable()) finisher_.join();
   const DriverApi& cu = Driver();
-  if (h2d_ != nullptr) cu.cuStreamDestroy(h2d_);
-  if (d2h_ != nullptr) cu.cuStreamDestroy(d2h_);
+  for (CUstream stream : {h2d_, d2h_, nvme_h2d_, nvme_d2h_}) {
+    if (stream != nullptr) cu.cuStreamDestroy(stream);
+  }
   for (CUevent event : staging_free_) cu.cuEventDestroy(event);
   for (Slot& slot : slots_) {
     for (CUevent event : slot.evicted) cu.cuEventDestroy(event);
-    for (CUevent event : {slot.out_done, slot.in_done, slot.out_start, slot.in_start}) {
+    for (CUevent event : {slot.out_done, slot.in_done, slot.out_start, slot.in_start,
+                          slot.nvme_out_done, slot.nvme_in_done}) {
       if (event != nullptr) cu.cuEventDestroy(event);
     }
   }
@@ -159,6 +170,7 @@ absl::StatusOr<uint64_t> Mover::Submit(std::unique_ptr<MoveJob> job) {
   absl::MutexLock lock(&mu_);
   job->sequence = next_sequence_++;
   job->submit_ns = NowNs();
+  job->uses_nvme = nvme_ != nullptr && UsesNvme(*job);
   uint64_t sequence = job->sequence;
   // Everything each stream has queued so far must finish before the job touches the
   // chunks; everything it queues later must wait for the job.
@@ -304,43 +316,99 @@ void Mover::Run() {
   // earlier one's wait, remap and commit, so the link does not idle through them. A later
   // job never depends on an earlier one's copies or remap: chunks belong to one job at a
   // time, and what a job's commit gives back to the pools was not there to plan with when
-  // the later job was planned. This thread never waits for another job: a job with NVMe
-  // steps waits only for its own reads and staging copies (which the finisher's progress
-  // lets through), and while no slot is free it starts the next job's first reads.
+  // the later job was planned. This thread never waits for another job, nor for the drive:
+  // a job's NVMe steps go to the NVMe thread once its other copies are queued.
   for (;;) {
     std::unique_ptr<MoveJob> job;
-    MoveJob* head = nullptr;  // the next job, while no slot is free
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
             if (m->queue_.empty()) return m->stopping_;
-            return static_cast<int>(m->in_flight_.size()) < kSlots ||
-                   m->queue_.front()->sequence != m->read_early_;
+            return static_cast<int>(m->in_flight_.size()) < kSlots;
           },
           this));
       if (queue_.empty()) {
-        starter_done_ = true;  // the finisher ends once what is in flight is done
+        starter_done_ = true;  // the others end once what is in flight is done
         return;
       }
-      if (static_cast<int>(in_flight_.size()) < kSlots) {
-        job = std::move(queue_.front());
-        queue_.pop_front();
-      } else {
-        // Only this thread pops the queue, and a job does not move while it is queued.
-        head = queue_.front().get();
-        read_early_ = head->sequence;
-      }
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      starting_nvme_ = job->uses_nvme;
     }
-    if (head != nullptr) {
-      if (UsesNvme(*head)) StartReadsEarly(*head);
-      continue;
-    }
-    if (UsesNvme(*job)) StartReadsEarly(*job);
     job->start_ns = NowNs();
     absl::Status started = job->abandoned.ok() ? StartCopies(*job) : job->abandoned;
     absl::MutexLock lock(&mu_);
+    // Even a job that failed goes to the NVMe thread: reads it started early must be waited
+    // out there, and its NVMe slot events recorded (it queues no copies for it).
+    job->started_ok = started.ok();
+    if (job->uses_nvme) nvme_queue_.push_back(job.get());
+    starting_nvme_ = false;
+    started_.fetch_add(1, std::memory_order_release);
     in_flight_.push_back({std::move(job), std::move(started)});
+  }
+}
+
+MoveJob* Mover::NextEarlyReads() {
+  // Only the next job with NVMe steps, once every earlier one has been handed to the NVMe
+  // thread and done there: its reads take the read staging buffers, which an earlier job's
+  // reads would take again while the early ones were still landing.
+  if (starting_nvme_ || !nvme_queue_.empty()) return nullptr;
+  for (const std::unique_ptr<MoveJob>& job : queue_) {
+    if (job->uses_nvme) return job->sequence > read_early_ ? job.get() : nullptr;
+  }
+  return nullptr;
+}
+
+void Mover::NvmeThread() {
+  Driver().cuCtxSetCurrent(context_);
+  // The NVMe steps of started jobs, in order; while there are none, the first reads of
+  // the next queued job with NVMe steps. Waiting for the drive here holds up no copy of
+  // another job between HBM and host memory. A job's staging copies wait (on the device)
+  // only for its own evictions and for the application work queued before it, which needs
+  // at most the gates of earlier jobs: their NVMe steps were queued before this one's.
+  for (;;) {
+    MoveJob* job = nullptr;
+    MoveJob* early = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
+            return !m->nvme_queue_.empty() || m->NextEarlyReads() != nullptr || m->starter_done_;
+          },
+          this));
+      if (!nvme_queue_.empty()) {
+        job = nvme_queue_.front();
+      } else if ((early = NextEarlyReads()) != nullptr) {
+        // The job stays put while queued (only the starter pops it, and it never touches
+        // the job's reads), and cannot end before this thread has queued its NVMe steps.
+        read_early_ = early->sequence;
+      } else {
+        return;  // the starter is done, and so is every job it started
+      }
+    }
+    if (early != nullptr) {
+      StartReadsEarly(*early);
+      continue;
+    }
+    // Not after a failed start: a fetch into an HBM chunk an eviction gives up would not
+    // wait for that eviction's copy (it may never have been queued).
+    absl::Status status = job->started_ok ? QueueNvmeCopies(*job) : absl::OkStatus();
+    // Reads still in flight after a failure (or started early for a job that failed) write
+    // into staging buffers the next job may take: wait them out here.
+    AbandonReads(*job);
+    // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
+    // this job queued, never for a later job's copies.
+    const DriverApi& cu = Driver();
+    const Slot& slot = slots_[job->sequence % kSlots];
+    CUresult out = cu.cuEventRecord(slot.nvme_out_done, nvme_d2h_);
+    CUresult in = cu.cuEventRecord(slot.nvme_in_done, nvme_h2d_);
+    if (status.ok() && out != CUDA_SUCCESS) status = CudaError(out, "cuEventRecord");
+    if (status.ok() && in != CUDA_SUCCESS) status = CudaError(in, "cuEventRecord");
+    absl::MutexLock lock(&mu_);
+    job->nvme_status = std::move(status);
+    job->nvme_queued = true;
+    nvme_queue_.pop_front();
   }
 }
 
@@ -353,7 +421,9 @@ void Mover::Finisher() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
-            return !m->in_flight_.empty() || m->starter_done_;
+            if (m->in_flight_.empty()) return m->starter_done_;
+            const MoveJob* next = m->in_flight_.front().job.get();
+            return !next->uses_nvme || next->nvme_queued;
           },
           this));
       if (in_flight_.empty()) return;
@@ -361,6 +431,7 @@ void Mover::Finisher() {
       job = std::move(in_flight_.front().job);
       started = in_flight_.front().started;
     }
+    if (started.ok() && job->uses_nvme) started = job->nvme_status;
     Finish(std::move(job), started);
     absl::MutexLock lock(&mu_);
     in_flight_.pop_front();
@@ -460,51 +531,111 @@ bool LeavesUnmapped(const MoveStep& step) {
 
 absl::Status Mover::CopyOut(MoveJob& job) {
   const DriverApi& cu = Driver();
-  std::vector<NvmeStore::Ticket> writes(kSpillStaging);
-  size_t next = 0;
   size_t evictions = 0;
   for (MoveStep& step : job.steps) {
     const Chunk& chunk = *step.chunk;
-    if (!step.copy || chunk.tier == Tier::kNvme) continue;
-    if (step.kind == MoveStep::Kind::kToHost && chunk.tier == Tier::kDevice) {
-      Slot& slot = slots_[job.sequence % kSlots];
-      if (job.bytes_d2h == 0) SPW_CHECK_CU(cu.cuEventRecord(slot.out_start, d2h_));
-      SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.device.home, chunk_bytes_, d2h_));
-      std::vector<CUevent>& evicted = slot.evicted;
-      if (evictions == evicted.size()) {
-        CUevent event = nullptr;
-        SPW_CHECK_CU(cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING));
-        evicted.push_back(event);
-      }
-      step.copied_out = evicted[evictions++];
-      SPW_CHECK_CU(cu.cuEventRecord(step.copied_out, d2h_));
-      job.bytes_d2h += chunk_bytes_;
-    } else if (step.kind == MoveStep::Kind::kToNvme) {
-      // Through a staging buffer: the bytes must be in plain host memory for io_uring.
-      size_t b = next++ % kSpillStaging;
-      if (writes[b].valid()) {
-        if (absl::Status s = nvme_->Wait(std::move(writes[b])); !s.ok()) return s;
-      }
-      CUdeviceptr source = chunk.tier == Tier::kDevice ? chunk.device.home : chunk.host.home;
-      SPW_CHECK_CU(
-          cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source, chunk_bytes_, d2h_));
-      SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], d2h_));
-      SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));
-      if (chunk.tier == Tier::kDevice) job.bytes_d2h += chunk_bytes_;
-      // Bytes the extent already holds (weights the device only read, say) are not written:
-      // the drive's time and wear go to bytes that changed.
-      step.written = HashContent(staging_[b], chunk_bytes_);
-      if (step.on_nvme == step.written) {
-        step.unchanged = true;
-        ++job.spills_unchanged;
-        continue;
-      }
-      absl::StatusOr<NvmeStore::Ticket> ticket =
-          nvme_->WriteAsync(step.extent, 0, staging_[b], chunk_bytes_);
-      if (!ticket.ok()) return ticket.status();
-      writes[b] = std::move(*ticket);
-      job.bytes_nvme_written += chunk_bytes_;
+    if (!step.copy || step.kind != MoveStep::Kind::kToHost || chunk.tier != Tier::kDevice) {
+      continue;
     }
+    Slot& slot = slots_[job.sequence % kSlots];
+    if (job.bytes_d2h == 0) SPW_CHECK_CU(cu.cuEventRecord(slot.out_start, d2h_));
+    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.device.home, chunk_bytes_, d2h_));
+    std::vector<CUevent>& evicted = slot.evicted;
+    if (evictions == evicted.size()) {
+      CUevent event = nullptr;
+      SPW_CHECK_CU(cu.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING));
+      evicted.push_back(event);
+    }
+    step.copied_out = evicted[evictions++];
+    SPW_CHECK_CU(cu.cuEventRecord(step.copied_out, d2h_));
+    job.bytes_d2h += chunk_bytes_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Mover::CopyIn(MoveJob& job) {
+  const DriverApi& cu = Driver();
+  for (MoveStep& step : job.steps) {
+    const Chunk& chunk = *step.chunk;
+    if (step.kind != MoveStep::Kind::kToDevice || !step.copy || OnNvmeThread(job, step)) continue;
+    // Into the HBM chunk an eviction of this job gives up: once that copy is out.
+    if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
+      SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
+    }
+    // Timed from here, after the first donor's copy out: the meter measures the link,
+    // not how long the first fetch waited for room.
+    if (job.bytes_h2d == 0) {
+      SPW_CHECK_CU(cu.cuEventRecord(slots_[job.sequence % kSlots].in_start, h2d_));
+    }
+    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
+    job.bytes_h2d += chunk_bytes_;
+  }
+  return absl::OkStatus();
+}
+
+bool Mover::OnNvmeThread(const MoveJob& job, const MoveStep& step) {
+  if (step.kind == MoveStep::Kind::kToNvme || step.chunk->tier == Tier::kNvme) return true;
+  return step.kind == MoveStep::Kind::kToDevice && step.donor >= 0 &&
+         job.steps[step.donor].kind == MoveStep::Kind::kToNvme;
+}
+
+absl::Status Mover::QueueNvmeCopies(MoveJob& job) {
+  const DriverApi& cu = Driver();
+  for (CUevent event : job.after) {
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_d2h_, event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_h2d_, event, 0));
+  }
+  for (const std::shared_ptr<BusyEvent>& busy : job.busy) {
+    if (busy->Done()) continue;
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_d2h_, busy->event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_h2d_, busy->event, 0));
+  }
+  if (absl::Status s = SpillOut(job); !s.ok()) return s;
+  // Fetches from host memory into the HBM chunks the spills gave up: their copies into
+  // staging are done (SpillOut waited for each before writing it).
+  for (MoveStep& step : job.steps) {
+    const Chunk& chunk = *step.chunk;
+    if (step.kind != MoveStep::Kind::kToDevice || !step.copy || chunk.tier == Tier::kNvme ||
+        !OnNvmeThread(job, step)) {
+      continue;
+    }
+    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, nvme_h2d_));
+    job.nvme_bytes_h2d += chunk_bytes_;
+  }
+  return ReadIn(job);
+}
+
+absl::Status Mover::SpillOut(MoveJob& job) {
+  const DriverApi& cu = Driver();
+  std::vector<NvmeStore::Ticket> writes(kSpillStaging);
+  size_t next = 0;
+  for (MoveStep& step : job.steps) {
+    const Chunk& chunk = *step.chunk;
+    if (!step.copy || step.kind != MoveStep::Kind::kToNvme) continue;
+    // Through a staging buffer: the bytes must be in plain host memory for io_uring.
+    size_t b = next++ % kSpillStaging;
+    if (writes[b].valid()) {
+      if (absl::Status s = nvme_->Wait(std::move(writes[b])); !s.ok()) return s;
+    }
+    CUdeviceptr source = chunk.tier == Tier::kDevice ? chunk.device.home : chunk.host.home;
+    SPW_CHECK_CU(cu.cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(staging_[b]), source, chunk_bytes_,
+                                  nvme_d2h_));
+    SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], nvme_d2h_));
+    SPW_CHECK_CU(cu.cuEventSynchronize(staging_free_[b]));
+    if (chunk.tier == Tier::kDevice) job.nvme_bytes_d2h += chunk_bytes_;
+    // Bytes the extent already holds (weights the device only read, say) are not written:
+    // the drive's time and wear go to bytes that changed.
+    step.written = HashContent(staging_[b], chunk_bytes_);
+    if (step.on_nvme == step.written) {
+      step.unchanged = true;
+      ++job.spills_unchanged;
+      continue;
+    }
+    absl::StatusOr<NvmeStore::Ticket> ticket =
+        nvme_->WriteAsync(step.extent, 0, staging_[b], chunk_bytes_);
+    if (!ticket.ok()) return ticket.status();
+    writes[b] = std::move(*ticket);
+    job.bytes_nvme_written += chunk_bytes_;
   }
   absl::Status status;
   for (auto& ticket : writes) {
@@ -513,29 +644,13 @@ absl::Status Mover::CopyOut(MoveJob& job) {
   return status;
 }
 
-absl::Status Mover::CopyIn(MoveJob& job) {
+absl::Status Mover::ReadIn(MoveJob& job) {
   const DriverApi& cu = Driver();
-  for (MoveStep& step : job.steps) {
-    const Chunk& chunk = *step.chunk;
-    if (step.kind == MoveStep::Kind::kToDevice && step.copy && chunk.tier != Tier::kNvme) {
-      // Into the HBM chunk an eviction of this job gives up: once that copy is out.
-      if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
-        SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
-      }
-      // Timed from here, after the first donor's copy out: the meter measures the link,
-      // not how long the first fetch waited for room.
-      if (job.bytes_h2d == 0) {
-        SPW_CHECK_CU(cu.cuEventRecord(slots_[job.sequence % kSlots].in_start, h2d_));
-      }
-      SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
-      job.bytes_h2d += chunk_bytes_;
-    }
-  }
   const std::vector<MoveStep*> reads = NvmeReads(job);
   if (reads.empty()) return absl::OkStatus();
   // NVMe -> staging -> target, pipelined: up to kReadStaging reads are in flight while
-  // the copies out of the staging buffers already filled run on the H2D stream. The first
-  // ones may have been started before the job (StartReadsEarly).
+  // the copies out of the staging buffers already filled run. The first ones may have
+  // been started before the job (StartReadsEarly).
   absl::Status status = StartReads(job, reads, kReadStaging, /*may_wait=*/true);
   for (size_t i = 0; i < reads.size() && status.ok(); ++i) {
     const size_t r = i % kReadStaging;
@@ -550,13 +665,15 @@ absl::Status Mover::CopyIn(MoveJob& job) {
     if (!status.ok()) break;
     job.bytes_nvme_read += chunk_bytes_;
     const MoveStep& step = *reads[i];
+    // Into the HBM chunk an eviction gives up (the starter queued its copy, and recorded
+    // this event, before the job came here); a spill's copy is done already.
     if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
-      SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
+      SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_h2d_, job.steps[step.donor].copied_out, 0));
     }
     SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, reinterpret_cast<CUdeviceptr>(staging_[b]),
-                                  chunk_bytes_, h2d_));
-    SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], h2d_));
-    if (step.kind == MoveStep::Kind::kToDevice) job.bytes_h2d += chunk_bytes_;
+                                  chunk_bytes_, nvme_h2d_));
+    SPW_CHECK_CU(cu.cuEventRecord(staging_free_[b], nvme_h2d_));
+    if (step.kind == MoveStep::Kind::kToDevice) job.nvme_bytes_h2d += chunk_bytes_;
     status = StartReads(job, reads, i + 1 + kReadStaging, /*may_wait=*/true);
   }
   return status;
@@ -565,9 +682,6 @@ absl::Status Mover::CopyIn(MoveJob& job) {
 absl::Status Mover::StartCopies(MoveJob& job) {
   const DriverApi& cu = Driver();
   absl::Status status = QueueCopies(job);
-  // Reads still in flight after a failure (in CopyIn, or before it, of reads started early)
-  // write into staging buffers the next job may take: wait them out here, on this thread.
-  AbandonReads(job);
   // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
   // this job queued, never for a later job's copies (those may wait at this job's gate).
   const Slot& slot = slots_[job.sequence % kSlots];
@@ -597,20 +711,28 @@ absl::Status Mover::QueueCopies(MoveJob& job) {
 
 absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
   const DriverApi& cu = Driver();
-  // Both copy streams also waited for the application's work (job.after): once the job's
-  // copies are done, no application stream can be using any of its chunks.
+  // Every copy stream the job used also waited for the application's work (job.after):
+  // once the job's copies are done, no application stream can be using any of its chunks.
   // After a failure, copies may be queued up to where it failed: they end before anything
-  // is reused (StartCopies recorded the events after them).
+  // is reused (the events were recorded after them).
   const Slot& slot = slots_[job.sequence % kSlots];
   CUresult out = cu.cuEventSynchronize(slot.out_done);
   CUresult in = cu.cuEventSynchronize(slot.in_done);
+  if (job.uses_nvme) {
+    CUresult nvme_out = cu.cuEventSynchronize(slot.nvme_out_done);
+    CUresult nvme_in = cu.cuEventSynchronize(slot.nvme_in_done);
+    if (out == CUDA_SUCCESS) out = nvme_out;
+    if (in == CUDA_SUCCESS) in = nvme_in;
+    job.bytes_h2d += job.nvme_bytes_h2d;
+    job.bytes_d2h += job.nvme_bytes_d2h;
+  }
   for (MoveStep& step : job.steps) step.copied_out = nullptr;
   if (!started.ok()) return started;
   if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
   if (in != CUDA_SUCCESS) return CudaError(in, "copying into HBM");
   // A job with NVMe steps copies at the drive's pace, not the link's: not a sample. In the
   // others, bytes moved one way means its start event was recorded (before the first copy).
-  if (!UsesNvme(job)) {
+  if (!job.uses_nvme) {
     if (job.bytes_h2d > 0) {
       h2d_link_.Add(job.bytes_h2d, ElapsedSeconds(slot.in_start, slot.in_done));
     }

@@ -9,8 +9,8 @@
 // so far) and then enqueues a wait on the *gate*: a word in page-locked host memory that
 // the mover bumps when the job is done (cuStreamWaitValue32). The mover's threads then
 //   1. orders its copy streams after those events (cuStreamWaitEvent, no host wait),
-//   2. copies data out of HBM on the D2H stream (evictions, spills through a staging
-//      buffer to io_uring writes) and into HBM or host memory on the H2D stream (fetches;
+//   2. copies data out of HBM on a D2H stream (evictions, spills through a staging
+//      buffer to io_uring writes) and into HBM or host memory on an H2D stream (fetches;
 //      NVMe reads into staging buffers overlapped with the copies out of them), never on
 //      an application stream; a fetch into the HBM chunk an eviction gives up waits for
 //      that eviction's copy alone, so both directions run at once,
@@ -22,12 +22,14 @@
 // one's remap and commit, so the link does not idle through them. (With two, the link idled
 // through most remaps at 2 GB/s: the one job queued behind the finishing one ran out of
 // copies first. bench/tinyllm/timeline.py shows it; docs/benchmarks.md has the figures.)
-// Two threads: one starts jobs (queues their copies), the other finishes them (waits for
-// the copies, re-points, commits, opens the gate), so starting a job never waits for an
-// earlier one to finish. NVMe data passes through staging buffers: a job with NVMe steps
-// waits on the host for its own reads and staging copies. Those copies may wait (through
-// the application's streams) for the gates of the jobs ahead, which the finisher opens
-// meanwhile. Its first reads start as soon as it is next in the queue, before a slot is free.
+// Three threads: the starter queues jobs' copies between HBM and host memory, the NVMe
+// thread does their NVMe steps, and the finisher finishes jobs (waits for the copies,
+// re-points, commits, opens the gate), so starting a job never waits for an earlier one to
+// finish, nor for the drive. NVMe data passes through staging buffers: the NVMe thread
+// waits on the host for reads, writes and staging copies, on copy streams of its own. Those
+// copies may wait (through the application's streams) for the gates of the jobs ahead,
+// which the finisher opens meanwhile. A job's first reads start as soon as it is the next
+// job with NVMe steps in the queue, before a slot is free for it.
 // A job may also gate nothing (gate_streams false: a release, or a prefetch ahead of
 // need). It then waits for the streams' work, or for the BusyEvents of the launches that
 // last used its chunks, and the manager makes every later user of those chunks wait for
@@ -37,7 +39,8 @@
 // serves all of them.
 //
 // Thread safety: Submit and the Wait* methods may be called from any thread. The commit
-// callback runs on the finisher thread, without any mover lock held.
+// callback runs on the finisher thread, without any mover lock held. A job's steps are
+// split between the starter and the NVMe thread (Mover::OnNvmeThread), never shared.
 #ifndef SPILLWAY_RUNTIME_MOVER_H_
 #define SPILLWAY_RUNTIME_MOVER_H_
 
@@ -123,10 +126,20 @@ struct MoveJob {
   uint64_t sequence = 0;
   // NVMe reads in flight into the read staging buffers (by buffer), and how many of the job's
   // reads were issued: the first ones may start before the jobs ahead of it are finished.
+  // The NVMe thread's alone.
   std::vector<NvmeStore::Ticket> reads;
   size_t reads_started = 0;
-  uint64_t bytes_h2d = 0;
+  // Set at Submit: the job reads or writes NVMe (the NVMe thread does those steps).
+  bool uses_nvme = false;
+  // Under the mover's lock: the NVMe thread has queued the job's NVMe steps (or failed to:
+  // nvme_status), after its slot events; the finisher waits for it.
+  bool nvme_queued = false;
+  absl::Status nvme_status;
+  bool started_ok = false;  // under the mover's lock: the starter queued its copies
+  uint64_t bytes_h2d = 0;   // the starter's; the NVMe thread's are added when the job ends
   uint64_t bytes_d2h = 0;
+  uint64_t nvme_bytes_h2d = 0;  // staging and other copies the NVMe thread queued
+  uint64_t nvme_bytes_d2h = 0;
   uint64_t bytes_nvme_read = 0;
   uint64_t bytes_nvme_written = 0;
   uint64_t spills_unchanged = 0;  // spills whose bytes the extent already held: not written
@@ -165,6 +178,9 @@ class Mover {
   // The same for at most `timeout`; false if jobs are still pending then.
   bool WaitForAll(absl::Duration timeout);
   uint64_t completed() const { return completed_.load(std::memory_order_acquire); }
+  // Jobs the starter has queued the copies of (between HBM and host memory; a job's NVMe
+  // steps are the NVMe thread's).
+  uint64_t started() const { return started_.load(std::memory_order_acquire); }
   // Times copies of `bytes` (at least two of each) from `host` to `device` and back, both
   // directions at once as moves run them, and seeds the link meters with the result.
   // Both must be chunk_bytes-sized (or larger) buffers the copy engines can reach (pool
@@ -177,8 +193,8 @@ class Mover {
   bool pending();
 
  private:
-  // NVMe staging buffers: the first kSpillStaging carry spills (CopyOut), the others reads
-  // (CopyIn), so that a job's first reads can start before its spills, and before the jobs
+  // NVMe staging buffers: the first kSpillStaging carry spills (SpillOut), the others reads
+  // (ReadIn), so that a job's first reads can start before its spills, and before the jobs
   // ahead of it are finished (StartReadsEarly).
   static constexpr int kSpillStaging = 4;
   static constexpr int kReadStaging = 4;
@@ -188,8 +204,9 @@ class Mover {
   Mover(int device, size_t chunk_bytes, NvmeStore* nvme)
       : device_(device), chunk_bytes_(chunk_bytes), nvme_(nvme) {}
   absl::Status CreateStaging(int numa_node);
-  void Run();       // the starter thread
-  void Finisher();  // the finisher thread
+  void Run();         // the starter thread
+  void NvmeThread();  // the NVMe thread
+  void Finisher();    // the finisher thread
   // A job's copies, queued on the copy streams (after the application work it waits for),
   // then the slot's events that FinishCopies waits for.
   absl::Status StartCopies(MoveJob& job);
@@ -203,6 +220,15 @@ class Mover {
   absl::Status SetAccess(const std::vector<MoveStep*>& order, size_t begin, size_t end);
   // Whether the job reads or writes NVMe (its copies block on the host).
   static bool UsesNvme(const MoveJob& job);
+  // Whether the NVMe thread queues the step's copies: a spill, a read, or a fetch into the
+  // HBM chunk a spill gives up (it must wait for the spill's copy into staging).
+  static bool OnNvmeThread(const MoveJob& job, const MoveStep& step);
+  // The NVMe thread's part of a job: spills, the fetches that wait for them, then reads,
+  // on its own copy streams (after the application work the job waits for); then the
+  // slot's NVMe events, which FinishCopies waits for.
+  absl::Status QueueNvmeCopies(MoveJob& job);
+  // The queued job (not started) whose first NVMe reads may start now, if any.
+  MoveJob* NextEarlyReads() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's steps that read NVMe, in order.
   static std::vector<MoveStep*> NvmeReads(MoveJob& job);
   // Issues the reads of `reads` (NvmeReads(job)) from job.reads_started up to `up_to`,
@@ -216,12 +242,16 @@ class Mover {
   // chunk belongs to `job`) and a read staging buffer whose last copy is done.
   void StartReadsEarly(MoveJob& job);
   // Waits out any read of the job still in flight (it writes into a staging buffer). On the
-  // starter thread, before the next job may take the buffers (StartCopies).
+  // NVMe thread, before the next job may take the buffers.
   void AbandonReads(MoveJob& job);
   // FinishCopies, the commit, and the gate.
   void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
+  // The starter's copies: evictions to host memory, fetches from it.
   absl::Status CopyOut(MoveJob& job);
   absl::Status CopyIn(MoveJob& job);
+  // The NVMe thread's: spills through staging buffers, and reads through them.
+  absl::Status SpillOut(MoveJob& job);
+  absl::Status ReadIn(MoveJob& job);
   absl::Status Map(CUdeviceptr address, CUmemGenericAllocationHandle handle);
   // Read-write access for the device to [address, address + bytes) (whole mappings).
   absl::Status GrantAccess(CUdeviceptr address, size_t bytes);
@@ -232,6 +262,8 @@ class Mover {
   CUcontext context_ = nullptr;
   CUstream h2d_ = nullptr;
   CUstream d2h_ = nullptr;
+  CUstream nvme_h2d_ = nullptr;  // the NVMe thread's copy streams
+  CUstream nvme_d2h_ = nullptr;
   volatile uint32_t* gate_ = nullptr;  // page-locked; streams wait for it to reach a job
   // Page-locked, io_uring-registered buffers NVMe data passes through, each with the
   // event of the last copy that reads it (it is reused only after that copy).
@@ -248,6 +280,9 @@ class Mover {
     // as are the two above): what the engine took for the job's bytes, for the link meters.
     CUevent out_start = nullptr;
     CUevent in_start = nullptr;
+    // Recorded by the NVMe thread after the job's copies on its streams (jobs with NVMe steps).
+    CUevent nvme_out_done = nullptr;
+    CUevent nvme_in_done = nullptr;
     // Per eviction of the job: recorded on the D2H stream after its copy, so that the fetch
     // into the HBM chunk it gives up starts as soon as that copy is done, while the next
     // eviction's copy runs (both links busy at once). Grown as jobs need.
@@ -261,6 +296,7 @@ class Mover {
   LinkMeter h2d_link_;
   LinkMeter d2h_link_;
   std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> started_{0};
 
   absl::Mutex mu_;
   std::deque<std::unique_ptr<MoveJob>> queue_ ABSL_GUARDED_BY(mu_);
@@ -269,11 +305,17 @@ class Mover {
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   // Jobs whose copies are queued, oldest first, until finished: at most kSlots.
   std::deque<InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
-  // The queued job whose first NVMe reads were started while no slot was free.
+  // Started jobs with NVMe steps, oldest first, until the NVMe thread has queued them (the
+  // jobs belong to in_flight_).
+  std::deque<MoveJob*> nvme_queue_ ABSL_GUARDED_BY(mu_);
+  // The last queued job whose first NVMe reads the NVMe thread started early.
   uint64_t read_early_ ABSL_GUARDED_BY(mu_) = 0;
+  // The starter has taken a job with NVMe steps off the queue and not handed it over yet.
+  bool starting_nvme_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool starter_done_ ABSL_GUARDED_BY(mu_) = false;  // the starter thread has returned
   std::thread thread_;                              // starts jobs (Run)
+  std::thread nvme_thread_;                         // their NVMe steps (NvmeThread)
   std::thread finisher_;                            // finishes them (Finisher)
 };
 

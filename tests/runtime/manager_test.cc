@@ -641,7 +641,9 @@ TEST_F(ManagerNvmeTest, StagingBuffersRegisterAsManyAsMemlockAllows) {
   ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &small), 0);
   StartTiers(/*host_limit=*/0, /*nvme_limit=*/64 * kMiB);
   ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &saved), 0);
-  if (root) ASSERT_TRUE(spw_test::RaiseCapability(CAP_IPC_LOCK));
+  if (root) {
+    ASSERT_TRUE(spw_test::RaiseCapability(CAP_IPC_LOCK));
+  }
 
   auto p = manager_->Allocate(8 * kMiB, nullptr, kAdviceGuarded);
   ASSERT_TRUE(p.ok()) << p.status();
@@ -752,6 +754,54 @@ TEST_F(ManagerNvmeTest, ExtentsKeptForReadBackDataMakeRoomWhenTheTierIsFull) {
   ASSERT_NO_FATAL_FAILURE(CheckFill(*first, 8 * kMiB, 8 * kMiB, 11));
   ASSERT_TRUE(manager_->Prefetch(*second, 8 * kMiB, Tier::kDevice, nullptr).ok());
   ASSERT_CU(kernels_.Check(*second, 8 * kMiB / 4, 12, mismatches_, nullptr));
+  EXPECT_EQ(Mismatches(), 0u);
+}
+
+// While a move waits for the drive, the moves behind it that copy between HBM and host
+// memory are started (their copies queued): the link works while the drive does.
+TEST_F(ManagerNvmeTest, HostTierMovesStartWhileAnNvmeMoveWaitsForTheDrive) {
+  static std::atomic<bool> hold_reads{false};
+  ManagerConfig config;
+  config.chunk_bytes = kChunk;
+  config.hbm_limit_bytes = 16 * kMiB;
+  config.host_limit_bytes = 16 * kMiB;
+  config.nvme_directory = directory_;
+  config.nvme_limit_bytes = 64 * kMiB;
+  config.nvme_completion_hook = [](const NvmeIoCompletion& io, int result) {
+    while (!io.is_write && hold_reads.load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return result;
+  };
+  Start(config);
+  auto on_nvme = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
+  auto on_host = manager_->Allocate(4 * kMiB, nullptr, kAdviceCold);  // starts in host memory
+  ASSERT_TRUE(on_nvme.ok() && on_host.ok());
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*on_nvme, 4 * kMiB, 4 * kMiB, 51));
+  ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kNvme, nullptr).ok());
+  ASSERT_CU(kernels_.Fill(*on_host, 4 * kMiB / 4, 52, nullptr));
+  manager_->Drain();
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_THAT(*manager_->Placement(*on_host, 4 * kMiB), Each(Tier::kHost));
+
+  const uint64_t before = manager_->MovesStarted();
+  const uint64_t moves_done = manager_->Stats().moves;
+  hold_reads = true;
+  ASSERT_TRUE(manager_->Prefetch(*on_nvme, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  ASSERT_TRUE(manager_->Prefetch(*on_host, 4 * kMiB, Tier::kDevice, nullptr).ok());
+  bool started = false;
+  for (int i = 0; i < 10000 && !started; ++i) {
+    started = manager_->MovesStarted() >= before + 2;
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(started) << "the move from host memory waited for the drive";
+  EXPECT_EQ(manager_->Stats().moves, moves_done) << "moves finish in order, after the drive";
+  hold_reads = false;
+  manager_->Drain();
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_THAT(*manager_->Placement(*on_nvme, 4 * kMiB), Each(Tier::kDevice));
+  EXPECT_THAT(*manager_->Placement(*on_host, 4 * kMiB), Each(Tier::kDevice));
+  ASSERT_NO_FATAL_FAILURE(CheckFill(*on_nvme, 4 * kMiB, 4 * kMiB, 51));
+  ASSERT_CU(kernels_.Check(*on_host, 4 * kMiB / 4, 52, mismatches_, nullptr));
   EXPECT_EQ(Mismatches(), 0u);
 }
 
