@@ -46,8 +46,13 @@ absl::StatusOr<uint64_t> Counter(const JsonValue& object, std::string_view path,
 
 absl::StatusOr<StatsCounters> CountersFromJson(const JsonValue& json, std::string_view path) {
   StatsCounters counters;
+  auto later = [](std::string_view field) {
+#define SPW_IS_LATER(name) field == #name ||
+    return SPW_STATS_LATER_COUNTERS(SPW_IS_LATER) false;
+#undef SPW_IS_LATER
+  };
 #define SPW_READ_COUNTER(field)                                   \
-  {                                                               \
+  if (!later(#field) || json.Find(#field) != nullptr) {           \
     absl::StatusOr<uint64_t> value = Counter(json, path, #field); \
     if (!value.ok()) return value.status();                       \
     counters.field = *value;                                      \
@@ -270,6 +275,7 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
                                           Percent(t.fetches_prefetched, fetches)));
   out += Line("evicted from HBM", Count(t.evictions));
   out += Line("spilled to NVMe", Count(t.spills));
+  out += Line("spill writes skipped", Count(t.spills_unchanged));
   out += Line("moves completed", Count(t.moves));
   out += Line("stall time", HumanDuration(t.stall_ns));
 
@@ -293,8 +299,9 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
     out += fmt::format("{}fetches {} on demand, {} prefetched; stall {}\n", indent,
                        Count(s.fetches_on_demand), Count(s.fetches_prefetched),
                        HumanDuration(s.stall_ns));
-    out += fmt::format("{}{} evictions, {} spills, {} moves\n", indent, Count(s.evictions),
-                       Count(s.spills), Count(s.moves));
+    out +=
+        fmt::format("{}{} evictions, {} spills, {} unchanged, {} moves\n", indent,
+                    Count(s.evictions), Count(s.spills), Count(s.spills_unchanged), Count(s.moves));
     if (device.h2d_link_bytes_per_s != 0 || device.d2h_link_bytes_per_s != 0) {
       out += fmt::format("{}link measured: H2D {:.2f} GB/s, D2H {:.2f} GB/s\n", indent,
                          device.h2d_link_bytes_per_s / 1e9, device.d2h_link_bytes_per_s / 1e9);

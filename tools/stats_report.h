@@ -51,7 +51,10 @@ inline constexpr uint64_t kStatsFormatVersion = 1;
   X(evictions)                \
   X(spills)                   \
   X(stall_ns)                 \
-  X(moves)
+  X(moves)                    \
+  X(spills_unchanged)
+// Counters added after format version 1: a file written before them reads as 0.
+#define SPW_STATS_LATER_COUNTERS(X) X(spills_unchanged)
 
 struct StatsCounters {
 #define SPW_STATS_FIELD(field) uint64_t field = 0;

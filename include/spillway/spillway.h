@@ -99,6 +99,9 @@ typedef struct spw_stats {
    * bytes per second, summed over devices; 0 when not measured. */
   uint64_t h2d_link_bytes_per_s;
   uint64_t d2h_link_bytes_per_s;
+  /* Chunks sent to NVMe without a write: their extent already held those bytes (weights
+   * the device only read, say). Not counted in spills. */
+  uint64_t spills_unchanged;
 } spw_stats;
 
 /* Initialises from the environment; later calls return the first call's result. Every
