@@ -581,15 +581,7 @@ bool Mover::OnNvmeThread(const MoveJob& job, const MoveStep& step) {
 
 absl::Status Mover::QueueNvmeCopies(MoveJob& job) {
   const DriverApi& cu = Driver();
-  for (CUevent event : job.after) {
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_d2h_, event, 0));
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_h2d_, event, 0));
-  }
-  for (const std::shared_ptr<BusyEvent>& busy : job.busy) {
-    if (busy->Done()) continue;
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_d2h_, busy->event, 0));
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(nvme_h2d_, busy->event, 0));
-  }
+  if (absl::Status s = OrderAfterApplication(job, nvme_d2h_, nvme_h2d_); !s.ok()) return s;
   if (absl::Status s = SpillOut(job); !s.ok()) return s;
   // Fetches from host memory into the HBM chunks the spills gave up: their copies into
   // staging are done (SpillOut waited for each before writing it).
@@ -692,17 +684,22 @@ absl::Status Mover::StartCopies(MoveJob& job) {
   return status;
 }
 
-absl::Status Mover::QueueCopies(MoveJob& job) {
+absl::Status Mover::OrderAfterApplication(const MoveJob& job, CUstream d2h, CUstream h2d) {
   const DriverApi& cu = Driver();
   for (CUevent event : job.after) {
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, event, 0));
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h, event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d, event, 0));
   }
   for (const std::shared_ptr<BusyEvent>& busy : job.busy) {
     if (busy->Done()) continue;
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h_, busy->event, 0));
-    SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, busy->event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(d2h, busy->event, 0));
+    SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d, busy->event, 0));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Mover::QueueCopies(MoveJob& job) {
+  if (absl::Status s = OrderAfterApplication(job, d2h_, h2d_); !s.ok()) return s;
   // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
   // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;

@@ -211,6 +211,9 @@ class Mover {
   // then the slot's events that FinishCopies waits for.
   absl::Status StartCopies(MoveJob& job);
   absl::Status QueueCopies(MoveJob& job);
+  // Makes a pair of copy streams wait (on the device) for the application work the job
+  // waits for: what its streams queued before it, and the launches that last used it.
+  static absl::Status OrderAfterApplication(const MoveJob& job, CUstream d2h, CUstream h2d);
   // Waits for them, then re-points the ranges; `started` is what StartCopies returned.
   absl::Status FinishCopies(MoveJob& job, const absl::Status& started);
   // Points each chunk's range at its new backing (runs of adjacent chunks together).

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -460,13 +461,25 @@ class ManagerNvmeTest : public ManagerTest {
     }
   }
 
-  void StartTiers(size_t host_limit, size_t nvme_limit) {
+  // A completion hook that fails the next `*left` reads (or writes) with EIO.
+  static std::function<int(const NvmeIoCompletion&, int)> FailNext(std::atomic<int>* left,
+                                                                   bool writes) {
+    return [left, writes](const NvmeIoCompletion& io, int result) {
+      if (io.is_write != writes || left->load() <= 0) return result;
+      left->fetch_sub(1);
+      return -EIO;
+    };
+  }
+  // HBM of 16 MiB; `completion_hook` may change what the drive's requests return.
+  void StartTiers(size_t host_limit, size_t nvme_limit,
+                  std::function<int(const NvmeIoCompletion&, int)> completion_hook = {}) {
     ManagerConfig config;
     config.chunk_bytes = kChunk;
     config.hbm_limit_bytes = 16 * kMiB;
     config.host_limit_bytes = host_limit;
     config.nvme_directory = directory_;
     config.nvme_limit_bytes = nvme_limit;
+    config.nvme_completion_hook = std::move(completion_hook);
     Start(config);
   }
   // held_: a stream held at a wait for a host word until ReleaseHeldStream; work queued on
@@ -576,20 +589,8 @@ TEST_F(ManagerNvmeTest, FullNvmeTierIsAClearErrorAndLosesNothing) {
 // a later move succeeds once the disk reads again.
 TEST_F(ManagerNvmeTest, FailingReadsAreRetriedThenReportedWithoutLosingData) {
   static std::atomic<int> failures_left{0};
-  ManagerConfig config;
-  config.chunk_bytes = kChunk;
-  config.hbm_limit_bytes = 16 * kMiB;
-  config.host_limit_bytes = 16 * kMiB;
-  config.nvme_directory = directory_;
-  config.nvme_limit_bytes = 64 * kMiB;
-  config.nvme_completion_hook = [](const NvmeIoCompletion& io, int result) {
-    if (!io.is_write && failures_left.load() > 0) {
-      failures_left.fetch_sub(1);
-      return -EIO;
-    }
-    return result;
-  };
-  Start(config);
+  StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/64 * kMiB,
+             FailNext(&failures_left, /*writes=*/false));
   auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
   ASSERT_TRUE(p.ok());
   ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
@@ -693,24 +694,11 @@ TEST_F(ManagerNvmeTest, RespillingUnchangedBytesSkipsTheirWrites) {
 // holds is no longer known, so bytes equal to its old contents are written, not skipped.
 TEST_F(ManagerNvmeTest, AFailedWriteOverAnExtentIsNeverTakenForItsOldBytes) {
   static std::atomic<int> write_failures_left{0};
-  ManagerConfig config;
-  config.chunk_bytes = kChunk;
-  config.hbm_limit_bytes = 16 * kMiB;
-  config.host_limit_bytes = 0;
-  config.nvme_directory = directory_;
-  config.nvme_limit_bytes = 64 * kMiB;
-  config.nvme_completion_hook = [](const NvmeIoCompletion& io, int result) {
-    if (io.is_write && write_failures_left.load() > 0) {
-      write_failures_left.fetch_sub(1);
-      return -EIO;
-    }
-    return result;
-  };
-  Start(config);
+  StartTiers(/*host_limit=*/0, /*nvme_limit=*/64 * kMiB,
+             FailNext(&write_failures_left, /*writes=*/true));
   auto p = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
   ASSERT_TRUE(p.ok());
-  ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
-  ASSERT_CU(kernels_.Fill(*p, 4 * kMiB / 4, 77, nullptr));
+  ASSERT_NO_FATAL_FAILURE(FillThroughHbm(*p, 4 * kMiB, 4 * kMiB, 77));
   ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kNvme, nullptr).ok());
   manager_->Drain();
   ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kDevice, nullptr).ok());
@@ -761,18 +749,12 @@ TEST_F(ManagerNvmeTest, ExtentsKeptForReadBackDataMakeRoomWhenTheTierIsFull) {
 // memory are started (their copies queued): the link works while the drive does.
 TEST_F(ManagerNvmeTest, HostTierMovesStartWhileAnNvmeMoveWaitsForTheDrive) {
   static std::atomic<bool> hold_reads{false};
-  ManagerConfig config;
-  config.chunk_bytes = kChunk;
-  config.hbm_limit_bytes = 16 * kMiB;
-  config.host_limit_bytes = 16 * kMiB;
-  config.nvme_directory = directory_;
-  config.nvme_limit_bytes = 64 * kMiB;
-  config.nvme_completion_hook = [](const NvmeIoCompletion& io, int result) {
-    while (!io.is_write && hold_reads.load())
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return result;
-  };
-  Start(config);
+  StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/64 * kMiB,
+             [](const NvmeIoCompletion& io, int result) {
+               while (!io.is_write && hold_reads.load())
+                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
+               return result;
+             });
   auto on_nvme = manager_->Allocate(4 * kMiB, nullptr, kAdviceGuarded);
   auto on_host = manager_->Allocate(4 * kMiB, nullptr, kAdviceCold);  // starts in host memory
   ASSERT_TRUE(on_nvme.ok() && on_host.ok());
