@@ -66,7 +66,9 @@ def main():
                             ("learned-25", "spillway learned", 25),
                             ("advised-25", "spillway learned, weights advised", 25),
                             ("offload-25", "host-offload", 25),
-                            ("nvme-25", "spillway learned, advised, host tier 25%, NVMe", 25)]:
+                            ("nvme-25", "spillway learned, advised, host tier 25%, NVMe", 25),
+                            ("nvme-unadvised-25",
+                             "spillway learned, unadvised, host tier 25%, NVMe", 25)]:
         step = status.get("tinyllm-" + name, {})
         result = load(os.path.join(out, "runs", name + ".json"))
         stats = load(os.path.join(out, "runs", name + ".stats.json"))
@@ -99,7 +101,8 @@ def main():
                                                  "fetches_on_demand", "fetches_prefetched",
                                                  "evictions", "stall_ns")}
             run["spillway"].update({k: t.get(k, 0) for k in ("nvme_read_bytes",
-                                                             "nvme_write_bytes")})
+                                                             "nvme_write_bytes", "spills",
+                                                             "spills_unchanged")})
             # The link as the runtime measured it (start-up, then its moves' copies), to
             # set beside the bandwidth step's figure; absent from older runtimes.
             device = stats.get("devices", {}).get("0", {})
@@ -130,14 +133,14 @@ def main():
         lines.append(f"tinyllm: {gib(resident['weight_bytes'])} of {c['dtype']} weights, "
                      f"{c['layers']} layers, dim {c['dim']}, prompt {c['prompt']}, gen {c['gen']}")
     lines.append("")
-    header = (f"{'run':<14}{'HBM':>5} {'status':<8}{'secs':>7}{'decode tok/s':>14}"
+    header = (f"{'run':<18}{'HBM':>5} {'status':<8}{'secs':>7}{'decode tok/s':>14}"
               f"{'vs resident':>13}{'bound tok/s':>13}{'vs bound':>10}  match")
     lines += [header, "-" * len(header)]
     for r in runs:
         match = "-" if "match" not in r else ("yes" if r["match"] else "NO")
         if r["run"] == "resident":
             match = "ref" if r.get("tokens") else "-"
-        lines.append(f"{r['run']:<14}{r['hbm_percent']:>4}% {r['status']:<8}"
+        lines.append(f"{r['run']:<18}{r['hbm_percent']:>4}% {r['status']:<8}"
                      f"{fmt(r['seconds'], '.1f'):>7}{fmt(r.get('decode_tok_s'), '.2f'):>14}"
                      f"{fmt(r.get('vs_resident'), '.3f', 'x'):>13}"
                      f"{fmt(r.get('link_bound_tok_s'), '.2f'):>13}"
@@ -152,8 +155,9 @@ def main():
                          f"D2H {gib(s['d2h_bytes'])}; peak HBM {gib(s['peak_device_bytes'])}; "
                          f"stall {s['stall_ns'] / 1e9:.2f} s" +
                          (f"; NVMe read {gib(s['nvme_read_bytes'])}, written "
-                          f"{gib(s['nvme_write_bytes'])}" if s["nvme_read_bytes"] or
-                          s["nvme_write_bytes"] else ""))
+                          f"{gib(s['nvme_write_bytes'])} ({s['spills']} spills, "
+                          f"{s['spills_unchanged']} unchanged, not written)"
+                          if s["nvme_read_bytes"] or s["nvme_write_bytes"] else ""))
             if s.get("h2d_link_measured_bps"):
                 lines.append(f"  {r['run']}: link as the runtime measured it: H2D "
                              f"{s['h2d_link_measured_bps'] / 1e9:.1f} GB/s, D2H "
@@ -173,7 +177,7 @@ def main():
     lines.append("")
     lines.append("Steps:")
     for s in steps:
-        lines.append(f"  {s['step']:<22}{s['status']:<9}{s['seconds']:>8.1f} s  {s['note']}")
+        lines.append(f"  {s['step']:<27}{s['status']:<9}{s['seconds']:>8.1f} s  {s['note']}")
     problems = [f"{s['step']} {s['status']}" for s in steps if s["status"] in ("failed", "timeout")]
     problems += [f"{r['run']} tokens differ" for r in runs if r.get("match") is False]
     if torch and torch.get("status") == "problems":

@@ -277,14 +277,21 @@ done
 
 # 3d. The NVMe tier: learned, weights advised, HBM and the host tier each at 25% of the
 # weights; the rest is spilled to a file under a fresh directory (the file never has a
-# name, so nothing is left there) and read back every step. Last of the tinyllm steps:
-# the first the time budget skips.
+# name, so nothing is left there) and read back every step. The last tinyllm steps: the
+# first the time budget skips.
 nvme_dir=$(mktemp -d "${TMPDIR:-/tmp}/spillway-gpu-nvme-XXXXXX")
 limit=$(( actual_weights * 25 / 100 ))
 run_step tinyllm-nvme-25 "$run_limit" "${run_env[@]}" "$spillway" run \
   --hbm-limit "$limit" --host-limit "$limit" --nvme "$nvme_dir" --policy learned \
   "${spw_opts[@]}" --log-file "$out/logs/nvme-25.spwlog" --stats "$out/runs/nvme-25.stats.json" \
   -- "$tinyllm" "${tl_args[@]}" --advise-weights --json "$out/runs/nvme-25.json" || true
+# 3e. The same unadvised, as an unmodified binary runs: every eviction to NVMe is a spill,
+# and the ones whose bytes the drive already holds skip their write (docs/runtime.md).
+run_step tinyllm-nvme-unadvised-25 "$run_limit" "${run_env[@]}" "$spillway" run \
+  --hbm-limit "$limit" --host-limit "$limit" --nvme "$nvme_dir" --policy learned \
+  "${spw_opts[@]}" --log-file "$out/logs/nvme-unadvised-25.spwlog" \
+  --stats "$out/runs/nvme-unadvised-25.stats.json" \
+  -- "$tinyllm" "${tl_args[@]}" --json "$out/runs/nvme-unadvised-25.json" || true
 rmdir "$nvme_dir" 2>/dev/null || true
 
 # --- 4. PyTorch -------------------------------------------------------------------------
