@@ -489,8 +489,9 @@ def main(argv):
                 f"{'-' if vs_lru is None else f'{vs_lru:.2f}x'} | "
                 f"{r['cpu_per_step_s'] * 1e3:.1f} | "
                 f"{'yes' if r['tokens_match'] else 'NO'} |" +
-                ((f" {mib(r['nvme_read_bytes_per_step']):.1f} |"
-                  f" {mib(r['nvme_write_bytes_per_step']):.1f} |"
+                # Differences of two runs' counters: + 0.0 prints a rounded -0.0 as 0.0.
+                ((f" {round(mib(r['nvme_read_bytes_per_step']), 1) + 0.0:.1f} |"
+                  f" {round(mib(r['nvme_write_bytes_per_step']), 1) + 0.0:.1f} |"
                   f" {r['disk_step_s'] * 1e3:.2f} |" if "disk_step_s" in r else " - | - | - |")
                  if drive else "") +
                 ((f" {100 * r['h2d_busy_fraction']:.1f} | {r['bubble_s_per_step'] * 1e3:.2f} |"
