@@ -63,7 +63,7 @@ struct Chunk {
   bool nvme_copy_valid = false;
   // What `nvme` holds (its bytes hashed when they were spilled), when known. Data that is
   // not clean after a fetch keeps its extent when read back (the disk space it had), so
-  // that re-spilling bytes the device did not change skips the write (Mover::CopyOut).
+  // that re-spilling bytes the device did not change skips the write (Mover::SpillOut).
   std::optional<ContentHash> nvme_hash;
   bool moving = false;  // a move job owns this chunk
   // READ_MOSTLY advised (for the allocation, or for a range that holds this chunk whole:

@@ -4,7 +4,7 @@
 // where the CPU has it, content_hash_avx2.cc).
 //
 // The NVMe tier remembers the hash of what each extent holds, so that a spill of bytes the
-// extent already holds skips the write (Manager::PlanToNvme, Mover::CopyOut): the weights
+// extent already holds skips the write (Manager::PlanToNvme, Mover::SpillOut): the weights
 // of an unmodified program are never advised read-only, and without it every eviction of
 // them to NVMe would rewrite the drive with what it already had.
 //

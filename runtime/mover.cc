@@ -341,11 +341,11 @@ void Mover::Run() {
     absl::MutexLock lock(&mu_);
     // Even a job that failed goes to the NVMe thread: reads it started early must be waited
     // out there, and its NVMe slot events recorded (it queues no copies for it).
-    job->started_ok = started.ok();
+    job->started = std::move(started);
     if (job->uses_nvme) nvme_queue_.push_back(job.get());
     starting_nvme_ = false;
     started_.fetch_add(1, std::memory_order_release);
-    in_flight_.push_back({std::move(job), std::move(started)});
+    in_flight_.push_back(std::move(job));
   }
 }
 
@@ -393,20 +393,15 @@ void Mover::NvmeThread() {
     }
     // Not after a failed start: a fetch into an HBM chunk an eviction gives up would not
     // wait for that eviction's copy (it may never have been queued).
-    absl::Status status = job->started_ok ? QueueNvmeCopies(*job) : absl::OkStatus();
+    absl::Status status = job->started.ok() ? QueueNvmeCopies(*job) : absl::OkStatus();
     // Reads still in flight after a failure (or started early for a job that failed) write
     // into staging buffers the next job may take: wait them out here.
     AbandonReads(*job);
-    // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
-    // this job queued, never for a later job's copies.
-    const DriverApi& cu = Driver();
     const Slot& slot = slots_[job->sequence % kSlots];
-    CUresult out = cu.cuEventRecord(slot.nvme_out_done, nvme_d2h_);
-    CUresult in = cu.cuEventRecord(slot.nvme_in_done, nvme_h2d_);
-    if (status.ok() && out != CUDA_SUCCESS) status = CudaError(out, "cuEventRecord");
-    if (status.ok() && in != CUDA_SUCCESS) status = CudaError(in, "cuEventRecord");
+    status = RecordCopiesDone(std::move(status), slot.nvme_out_done, nvme_d2h_, slot.nvme_in_done,
+                              nvme_h2d_);
     absl::MutexLock lock(&mu_);
-    job->nvme_status = std::move(status);
+    job->started.Update(status);
     job->nvme_queued = true;
     nvme_queue_.pop_front();
   }
@@ -416,23 +411,19 @@ void Mover::Finisher() {
   Driver().cuCtxSetCurrent(context_);
   for (;;) {
     std::unique_ptr<MoveJob> job;
-    absl::Status started;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Mover* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
             if (m->in_flight_.empty()) return m->starter_done_;
-            const MoveJob* next = m->in_flight_.front().job.get();
+            const MoveJob* next = m->in_flight_.front().get();
             return !next->uses_nvme || next->nvme_queued;
           },
           this));
       if (in_flight_.empty()) return;
-      // The entry keeps its slot until the job is finished.
-      job = std::move(in_flight_.front().job);
-      started = in_flight_.front().started;
+      job = std::move(in_flight_.front());  // the entry keeps the slot until it is finished
     }
-    if (started.ok() && job->uses_nvme) started = job->nvme_status;
-    Finish(std::move(job), started);
+    Finish(std::move(job));
     absl::MutexLock lock(&mu_);
     in_flight_.pop_front();
   }
@@ -478,7 +469,7 @@ absl::Status Mover::StartReads(MoveJob& job, const std::vector<MoveStep*>& reads
 void Mover::StartReadsEarly(MoveJob& job) {
   if (nvme_ == nullptr || !job.abandoned.ok()) return;
   absl::Status status = StartReads(job, NvmeReads(job), kReadStaging, /*may_wait=*/false);
-  // CopyIn issues what did not start here, and reports its failure.
+  // ReadIn issues what did not start here, and reports its failure.
   if (!status.ok())
     SPW_LOG(kDebug, "early NVMe read not started: {}", std::string(status.message()));
 }
@@ -489,8 +480,8 @@ void Mover::AbandonReads(MoveJob& job) {
   }
 }
 
-void Mover::Finish(std::unique_ptr<MoveJob> job, const absl::Status& started) {
-  absl::Status status = job->abandoned.ok() ? FinishCopies(*job, started) : job->abandoned;
+void Mover::Finish(std::unique_ptr<MoveJob> job) {
+  absl::Status status = job->abandoned.ok() ? FinishCopies(*job) : job->abandoned;
   job->done_ns = NowNs();
   SPW_LOG(kTrace,
           "move {}: {} steps, {} bytes in, {} out, {} read from NVMe, {} written ({} spills "
@@ -553,47 +544,40 @@ absl::Status Mover::CopyOut(MoveJob& job) {
   return absl::OkStatus();
 }
 
-absl::Status Mover::CopyIn(MoveJob& job) {
+absl::Status Mover::FetchFromHost(MoveJob& job, bool behind_spills, CUstream stream, CUevent start,
+                                  uint64_t& bytes) {
   const DriverApi& cu = Driver();
   for (MoveStep& step : job.steps) {
     const Chunk& chunk = *step.chunk;
-    if (step.kind != MoveStep::Kind::kToDevice || !step.copy || OnNvmeThread(job, step)) continue;
-    // Into the HBM chunk an eviction of this job gives up: once that copy is out.
+    if (step.kind != MoveStep::Kind::kToDevice || !step.copy || chunk.tier == Tier::kNvme ||
+        BehindSpill(job, step) != behind_spills) {
+      continue;
+    }
+    // Into the HBM chunk an eviction of this job gives up: once that copy is out. (A
+    // spill's copy into staging is done before the NVMe thread gets here.)
     if (step.donor >= 0 && job.steps[step.donor].copied_out != nullptr) {
-      SPW_CHECK_CU(cu.cuStreamWaitEvent(h2d_, job.steps[step.donor].copied_out, 0));
+      SPW_CHECK_CU(cu.cuStreamWaitEvent(stream, job.steps[step.donor].copied_out, 0));
     }
     // Timed from here, after the first donor's copy out: the meter measures the link,
     // not how long the first fetch waited for room.
-    if (job.bytes_h2d == 0) {
-      SPW_CHECK_CU(cu.cuEventRecord(slots_[job.sequence % kSlots].in_start, h2d_));
-    }
-    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, h2d_));
-    job.bytes_h2d += chunk_bytes_;
+    if (start != nullptr && bytes == 0) SPW_CHECK_CU(cu.cuEventRecord(start, stream));
+    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, stream));
+    bytes += chunk_bytes_;
   }
   return absl::OkStatus();
 }
 
-bool Mover::OnNvmeThread(const MoveJob& job, const MoveStep& step) {
-  if (step.kind == MoveStep::Kind::kToNvme || step.chunk->tier == Tier::kNvme) return true;
-  return step.kind == MoveStep::Kind::kToDevice && step.donor >= 0 &&
-         job.steps[step.donor].kind == MoveStep::Kind::kToNvme;
+bool Mover::BehindSpill(const MoveJob& job, const MoveStep& step) {
+  return step.donor >= 0 && job.steps[step.donor].kind == MoveStep::Kind::kToNvme;
 }
 
 absl::Status Mover::QueueNvmeCopies(MoveJob& job) {
-  const DriverApi& cu = Driver();
   if (absl::Status s = OrderAfterApplication(job, nvme_d2h_, nvme_h2d_); !s.ok()) return s;
   if (absl::Status s = SpillOut(job); !s.ok()) return s;
-  // Fetches from host memory into the HBM chunks the spills gave up: their copies into
-  // staging are done (SpillOut waited for each before writing it).
-  for (MoveStep& step : job.steps) {
-    const Chunk& chunk = *step.chunk;
-    if (step.kind != MoveStep::Kind::kToDevice || !step.copy || chunk.tier == Tier::kNvme ||
-        !OnNvmeThread(job, step)) {
-      continue;
-    }
-    SPW_CHECK_CU(cu.cuMemcpyAsync(step.target.home, chunk.host.home, chunk_bytes_, nvme_h2d_));
-    job.nvme_bytes_h2d += chunk_bytes_;
-  }
+  // SpillOut waited for each spill's copy into staging before writing it.
+  absl::Status fetched =
+      FetchFromHost(job, /*behind_spills=*/true, nvme_h2d_, nullptr, job.nvme_bytes_h2d);
+  if (!fetched.ok()) return fetched;
   return ReadIn(job);
 }
 
@@ -672,15 +656,20 @@ absl::Status Mover::ReadIn(MoveJob& job) {
 }
 
 absl::Status Mover::StartCopies(MoveJob& job) {
-  const DriverApi& cu = Driver();
-  absl::Status status = QueueCopies(job);
-  // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
-  // this job queued, never for a later job's copies (those may wait at this job's gate).
   const Slot& slot = slots_[job.sequence % kSlots];
-  CUresult out = cu.cuEventRecord(slot.out_done, d2h_);
-  CUresult in = cu.cuEventRecord(slot.in_done, h2d_);
-  if (status.ok() && out != CUDA_SUCCESS) status = CudaError(out, "cuEventRecord");
-  if (status.ok() && in != CUDA_SUCCESS) status = CudaError(in, "cuEventRecord");
+  return RecordCopiesDone(QueueCopies(job), slot.out_done, d2h_, slot.in_done, h2d_);
+}
+
+absl::Status Mover::RecordCopiesDone(absl::Status status, CUevent out, CUstream d2h, CUevent in,
+                                     CUstream h2d) {
+  // Recorded even when queuing failed part way: FinishCopies waits for these, so for what
+  // the job queued, never for a later job's copies (those may wait at this job's gate).
+  const DriverApi& cu = Driver();
+  CUresult out_recorded = cu.cuEventRecord(out, d2h);
+  CUresult in_recorded = cu.cuEventRecord(in, h2d);
+  if (status.ok() && out_recorded != CUDA_SUCCESS)
+    status = CudaError(out_recorded, "cuEventRecord");
+  if (status.ok() && in_recorded != CUDA_SUCCESS) status = CudaError(in_recorded, "cuEventRecord");
   return status;
 }
 
@@ -703,10 +692,11 @@ absl::Status Mover::QueueCopies(MoveJob& job) {
   // Out of HBM and into it at once: a fetch into an HBM chunk an eviction gives up waits
   // for that copy alone (MoveStep::copied_out), so both directions of the link stay busy.
   if (absl::Status s = CopyOut(job); !s.ok()) return s;
-  return CopyIn(job);
+  return FetchFromHost(job, /*behind_spills=*/false, h2d_, slots_[job.sequence % kSlots].in_start,
+                       job.bytes_h2d);
 }
 
-absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
+absl::Status Mover::FinishCopies(MoveJob& job) {
   const DriverApi& cu = Driver();
   // Every copy stream the job used also waited for the application's work (job.after):
   // once the job's copies are done, no application stream can be using any of its chunks.
@@ -724,7 +714,7 @@ absl::Status Mover::FinishCopies(MoveJob& job, const absl::Status& started) {
     job.bytes_d2h += job.nvme_bytes_d2h;
   }
   for (MoveStep& step : job.steps) step.copied_out = nullptr;
-  if (!started.ok()) return started;
+  if (!job.started.ok()) return job.started;
   if (out != CUDA_SUCCESS) return CudaError(out, "copying out of HBM");
   if (in != CUDA_SUCCESS) return CudaError(in, "copying into HBM");
   // A job with NVMe steps copies at the drive's pace, not the link's: not a sample. In the

@@ -40,7 +40,7 @@
 //
 // Thread safety: Submit and the Wait* methods may be called from any thread. The commit
 // callback runs on the finisher thread, without any mover lock held. A job's steps are
-// split between the starter and the NVMe thread (Mover::OnNvmeThread), never shared.
+// split between the starter and the NVMe thread, never shared.
 #ifndef SPILLWAY_RUNTIME_MOVER_H_
 #define SPILLWAY_RUNTIME_MOVER_H_
 
@@ -131,12 +131,13 @@ struct MoveJob {
   size_t reads_started = 0;
   // Set at Submit: the job reads or writes NVMe (the NVMe thread does those steps).
   bool uses_nvme = false;
-  // Under the mover's lock: the NVMe thread has queued the job's NVMe steps (or failed to:
-  // nvme_status), after its slot events; the finisher waits for it.
+  // What queuing the job's copies came to: the starter's outcome, then the NVMe thread's
+  // added. Set under the mover's lock; the finisher reads it once both are done.
+  absl::Status started;
+  // Under the mover's lock: the NVMe thread has queued the job's NVMe steps (or failed to),
+  // after its slot events; the finisher waits for it.
   bool nvme_queued = false;
-  absl::Status nvme_status;
-  bool started_ok = false;  // under the mover's lock: the starter queued its copies
-  uint64_t bytes_h2d = 0;   // the starter's; the NVMe thread's are added when the job ends
+  uint64_t bytes_h2d = 0;  // the starter's; the NVMe thread's are added when the job ends
   uint64_t bytes_d2h = 0;
   uint64_t nvme_bytes_h2d = 0;  // staging and other copies the NVMe thread queued
   uint64_t nvme_bytes_d2h = 0;
@@ -214,8 +215,13 @@ class Mover {
   // Makes a pair of copy streams wait (on the device) for the application work the job
   // waits for: what its streams queued before it, and the launches that last used it.
   static absl::Status OrderAfterApplication(const MoveJob& job, CUstream d2h, CUstream h2d);
-  // Waits for them, then re-points the ranges; `started` is what StartCopies returned.
-  absl::Status FinishCopies(MoveJob& job, const absl::Status& started);
+  // Records the events that FinishCopies waits for after a job's copies on a pair of
+  // streams, even when queuing them (`status`) failed part way; returns `status`, or the
+  // recording's failure.
+  static absl::Status RecordCopiesDone(absl::Status status, CUevent out, CUstream d2h, CUevent in,
+                                       CUstream h2d);
+  // Waits for them, then re-points the ranges (unless job.started failed).
+  absl::Status FinishCopies(MoveJob& job);
   // Points each chunk's range at its new backing (runs of adjacent chunks together).
   absl::Status Remap(MoveJob& job);
   // Read-write access for the device to order[begin, end) (adjacent), but for the chunks
@@ -223,9 +229,14 @@ class Mover {
   absl::Status SetAccess(const std::vector<MoveStep*>& order, size_t begin, size_t end);
   // Whether the job reads or writes NVMe (its copies block on the host).
   static bool UsesNvme(const MoveJob& job);
-  // Whether the NVMe thread queues the step's copies: a spill, a read, or a fetch into the
-  // HBM chunk a spill gives up (it must wait for the spill's copy into staging).
-  static bool OnNvmeThread(const MoveJob& job, const MoveStep& step);
+  // Whether the step fetches from host memory into the HBM chunk a spill gives up: the
+  // NVMe thread queues it, once the spill's copy into staging is done.
+  static bool BehindSpill(const MoveJob& job, const MoveStep& step);
+  // The job's fetches from host memory into HBM on `stream`, each after its donor
+  // eviction's copy: those behind a spill (`behind_spills`) or the others. `start`, if not
+  // null, is recorded before the first; `bytes` counts them.
+  absl::Status FetchFromHost(MoveJob& job, bool behind_spills, CUstream stream, CUevent start,
+                             uint64_t& bytes);
   // The NVMe thread's part of a job: spills, the fetches that wait for them, then reads,
   // on its own copy streams (after the application work the job waits for); then the
   // slot's NVMe events, which FinishCopies waits for.
@@ -248,10 +259,9 @@ class Mover {
   // NVMe thread, before the next job may take the buffers.
   void AbandonReads(MoveJob& job);
   // FinishCopies, the commit, and the gate.
-  void Finish(std::unique_ptr<MoveJob> job, const absl::Status& started);
-  // The starter's copies: evictions to host memory, fetches from it.
+  void Finish(std::unique_ptr<MoveJob> job);
+  // The starter's evictions to host memory (its fetches: FetchFromHost).
   absl::Status CopyOut(MoveJob& job);
-  absl::Status CopyIn(MoveJob& job);
   // The NVMe thread's: spills through staging buffers, and reads through them.
   absl::Status SpillOut(MoveJob& job);
   absl::Status ReadIn(MoveJob& job);
@@ -292,10 +302,6 @@ class Mover {
     std::vector<CUevent> evicted;
   };
   Slot slots_[kSlots];
-  struct InFlight {
-    std::unique_ptr<MoveJob> job;  // null once the finisher has taken it
-    absl::Status started;
-  };
   LinkMeter h2d_link_;
   LinkMeter d2h_link_;
   std::atomic<uint64_t> completed_{0};
@@ -306,8 +312,9 @@ class Mover {
   // Events recorded on destroyed streams (OrderLaterJobsAfter), for the next job to wait on.
   std::vector<CUevent> destroyed_streams_work_ ABSL_GUARDED_BY(mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
-  // Jobs whose copies are queued, oldest first, until finished: at most kSlots.
-  std::deque<InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  // Jobs whose copies are queued, oldest first, until finished: at most kSlots. An entry
+  // is null once the finisher has taken its job, and keeps the slot until it is finished.
+  std::deque<std::unique_ptr<MoveJob>> in_flight_ ABSL_GUARDED_BY(mu_);
   // Started jobs with NVMe steps, oldest first, until the NVMe thread has queued them (the
   // jobs belong to in_flight_).
   std::deque<MoveJob*> nvme_queue_ ABSL_GUARDED_BY(mu_);
