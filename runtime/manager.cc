@@ -366,11 +366,13 @@ void Manager::DropCleanCopies(Chunk& chunk) {
     chunk.host = PhysicalChunk{};
     chunk.host_copy_valid = false;
   }
-  if (chunk.tier != Tier::kNvme && chunk.nvme_copy_valid) {
-    // The extent keeps its bytes, and their hash: a spill still compares against them.
-    chunk.nvme_copy_valid = false;
-    if (!chunk.nvme_hash) ReleaseExtent(chunk);
-  }
+  if (chunk.tier != Tier::kNvme && chunk.nvme_copy_valid) DistrustNvmeCopy(chunk);
+}
+
+void Manager::DistrustNvmeCopy(Chunk& chunk) {
+  // The extent keeps its bytes, and their hash: a spill still compares against them.
+  chunk.nvme_copy_valid = false;
+  if (!chunk.nvme_hash) ReleaseExtent(chunk);
 }
 
 void Manager::ReleaseExtent(Chunk& chunk) {
@@ -387,16 +389,15 @@ absl::StatusOr<Extent> Manager::AllocateExtent() {
       return extent;
     }
     // Full: extents that only copy what another tier holds make room, one at a time.
-    Chunk* copy = nullptr;
-    for (Allocation* a : allocations_) {
-      for (Chunk& c : a->chunks) {
-        if (c.nvme && c.tier != Tier::kNvme && !c.moving) {
-          copy = &c;
-          break;
+    auto find_copy = [this]() -> Chunk* {
+      for (Allocation* a : allocations_) {
+        for (Chunk& c : a->chunks) {
+          if (c.nvme && c.tier != Tier::kNvme && !c.moving) return &c;
         }
       }
-      if (copy != nullptr) break;
-    }
+      return nullptr;
+    };
+    Chunk* copy = find_copy();
     if (copy == nullptr) return extent;
     ReleaseExtent(*copy);
   }
@@ -605,8 +606,11 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
     // Leaving NVMe: the extent stays, as a clean copy of read-mostly data, or else with the
     // hash of its bytes, so that spilling them unchanged costs no write.
     if (chunk.tier == Tier::kNvme && chunk.nvme) {
-      chunk.nvme_copy_valid = keeps_copies;
-      if (!keeps_copies && !chunk.nvme_hash) ReleaseExtent(chunk);
+      if (keeps_copies) {
+        chunk.nvme_copy_valid = true;
+      } else {
+        DistrustNvmeCopy(chunk);
+      }
     }
     tier_bytes(chunk.tier) -= chunk_bytes;
     tier_bytes(to) += chunk_bytes;

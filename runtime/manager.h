@@ -251,7 +251,12 @@ class Manager {
   // job owns it, makes the job's commit keep none): its device bytes are about to differ
   // from them. An extent whose bytes' hash is known stays, for spills to compare against.
   void DropCleanCopies(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Frees the chunk's NVMe extent. REQUIRES: chunk.nvme, and the chunk not in tier NVME.
+  // The chunk's NVMe extent no longer holds a copy to trust: it stays while the hash of its
+  // bytes is known, else it is freed. REQUIRES: chunk.nvme, and the chunk leaving or out of
+  // tier NVME.
+  void DistrustNvmeCopy(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees the chunk's NVMe extent. REQUIRES: chunk.nvme, and the chunk's bytes elsewhere (it is
+  // out of tier NVME, or leaving it).
   void ReleaseExtent(Chunk& chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A chunk-sized extent; when the NVMe tier is full, the extents that only copy what
   // another tier holds are given up for it, one at a time.
