@@ -46,18 +46,17 @@ absl::StatusOr<uint64_t> Counter(const JsonValue& object, std::string_view path,
 
 absl::StatusOr<StatsCounters> CountersFromJson(const JsonValue& json, std::string_view path) {
   StatsCounters counters;
-  auto later = [](std::string_view field) {
-#define SPW_IS_LATER(name) field == #name ||
-    return SPW_STATS_LATER_COUNTERS(SPW_IS_LATER) false;
-#undef SPW_IS_LATER
-  };
 #define SPW_READ_COUNTER(field)                                   \
-  if (!later(#field) || json.Find(#field) != nullptr) {           \
+  {                                                               \
     absl::StatusOr<uint64_t> value = Counter(json, path, #field); \
     if (!value.ok()) return value.status();                       \
     counters.field = *value;                                      \
   }
-  SPW_STATS_COUNTERS(SPW_READ_COUNTER)
+  SPW_STATS_V1_COUNTERS(SPW_READ_COUNTER)
+#define SPW_READ_LATER_COUNTER(field) \
+  if (json.Find(#field) != nullptr) SPW_READ_COUNTER(field)
+  SPW_STATS_LATER_COUNTERS(SPW_READ_LATER_COUNTER)
+#undef SPW_READ_LATER_COUNTER
 #undef SPW_READ_COUNTER
   return counters;
 }

@@ -35,26 +35,27 @@ inline constexpr uint64_t kStatsFormatVersion = 1;
 
 // The counters of one manager (or their sum), in the order the runtime writes them:
 //   X(field) -- the JSON member and the field of StatsCounters share the name.
-#define SPW_STATS_COUNTERS(X) \
-  X(allocations)              \
-  X(allocated_bytes)          \
-  X(device_bytes)             \
-  X(host_bytes)               \
-  X(nvme_bytes)               \
-  X(peak_device_bytes)        \
-  X(h2d_bytes)                \
-  X(d2h_bytes)                \
-  X(nvme_read_bytes)          \
-  X(nvme_write_bytes)         \
-  X(fetches_on_demand)        \
-  X(fetches_prefetched)       \
-  X(evictions)                \
-  X(spills)                   \
-  X(stall_ns)                 \
-  X(moves)                    \
-  X(spills_unchanged)
-// Counters added after format version 1: a file written before them reads as 0.
+// Those of format version 1, which every file has:
+#define SPW_STATS_V1_COUNTERS(X) \
+  X(allocations)                 \
+  X(allocated_bytes)             \
+  X(device_bytes)                \
+  X(host_bytes)                  \
+  X(nvme_bytes)                  \
+  X(peak_device_bytes)           \
+  X(h2d_bytes)                   \
+  X(d2h_bytes)                   \
+  X(nvme_read_bytes)             \
+  X(nvme_write_bytes)            \
+  X(fetches_on_demand)           \
+  X(fetches_prefetched)          \
+  X(evictions)                   \
+  X(spills)                      \
+  X(stall_ns)                    \
+  X(moves)
+// Counters added since: a file written before them reads as 0.
 #define SPW_STATS_LATER_COUNTERS(X) X(spills_unchanged)
+#define SPW_STATS_COUNTERS(X) SPW_STATS_V1_COUNTERS(X) SPW_STATS_LATER_COUNTERS(X)
 
 struct StatsCounters {
 #define SPW_STATS_FIELD(field) uint64_t field = 0;
