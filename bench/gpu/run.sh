@@ -281,17 +281,18 @@ done
 # first the time budget skips.
 nvme_dir=$(mktemp -d "${TMPDIR:-/tmp}/spillway-gpu-nvme-XXXXXX")
 limit=$(( actual_weights * 25 / 100 ))
-run_step tinyllm-nvme-25 "$run_limit" "${run_env[@]}" "$spillway" run \
-  --hbm-limit "$limit" --host-limit "$limit" --nvme "$nvme_dir" --policy learned \
-  "${spw_opts[@]}" --log-file "$out/logs/nvme-25.spwlog" --stats "$out/runs/nvme-25.stats.json" \
-  -- "$tinyllm" "${tl_args[@]}" --advise-weights --json "$out/runs/nvme-25.json" || true
+nvme_step() {  # NAME [tinyllm arguments...]
+  local name=$1
+  shift
+  run_step "tinyllm-$name" "$run_limit" "${run_env[@]}" "$spillway" run \
+    --hbm-limit "$limit" --host-limit "$limit" --nvme "$nvme_dir" --policy learned \
+    "${spw_opts[@]}" --log-file "$out/logs/$name.spwlog" --stats "$out/runs/$name.stats.json" \
+    -- "$tinyllm" "${tl_args[@]}" "$@" --json "$out/runs/$name.json" || true
+}
+nvme_step nvme-25 --advise-weights
 # 3e. The same unadvised, as an unmodified binary runs: every eviction to NVMe is a spill,
 # and the ones whose bytes the drive already holds skip their write (docs/runtime.md).
-run_step tinyllm-nvme-unadvised-25 "$run_limit" "${run_env[@]}" "$spillway" run \
-  --hbm-limit "$limit" --host-limit "$limit" --nvme "$nvme_dir" --policy learned \
-  "${spw_opts[@]}" --log-file "$out/logs/nvme-unadvised-25.spwlog" \
-  --stats "$out/runs/nvme-unadvised-25.stats.json" \
-  -- "$tinyllm" "${tl_args[@]}" --json "$out/runs/nvme-unadvised-25.json" || true
+nvme_step nvme-unadvised-25
 rmdir "$nvme_dir" 2>/dev/null || true
 
 # --- 4. PyTorch -------------------------------------------------------------------------
