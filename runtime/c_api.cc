@@ -199,6 +199,7 @@ spw_status spw_get_stats(spw_stats* stats) {
   full.h2d_link_bytes_per_s = s.h2d_link_bytes_per_s;
   full.d2h_link_bytes_per_s = s.d2h_link_bytes_per_s;
   full.spills_unchanged = s.spills_unchanged;
+  full.remap_ns = s.remap_ns;
   // Copies only what the caller's struct has room for (older headers: fewer fields).
   size_t bytes = stats->struct_size < sizeof(spw_stats) ? stats->struct_size : sizeof(spw_stats);
   size_t caller_size = stats->struct_size;

@@ -673,6 +673,7 @@ void Manager::Commit(MoveJob& job, const absl::Status& status) {
   stats_.nvme_read_bytes += job.bytes_nvme_read;
   stats_.nvme_write_bytes += job.bytes_nvme_written;
   stats_.stall_ns += static_cast<uint64_t>(job.done_ns - job.submit_ns);
+  stats_.remap_ns += static_cast<uint64_t>(job.remap_ns);
   ++stats_.moves;
   for (Allocation* allocation : released) {
     Driver().cuMemAddressFree(allocation->base, allocation->reserved);

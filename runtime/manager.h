@@ -90,7 +90,10 @@ struct ManagerStats {
   uint64_t spills = 0;              // chunks written to NVMe
   uint64_t spills_unchanged = 0;    // chunks spilled without a write: the extent held their bytes
   uint64_t stall_ns = 0;            // time application streams were held for moves
-  uint64_t moves = 0;               // move jobs completed
+  // Host time re-pointing ranges once moves' copies were done (unmap, map, set access: page
+  // table updates). Launches held at a move's gate wait for it too.
+  uint64_t remap_ns = 0;
+  uint64_t moves = 0;  // move jobs completed
   // The link as measured (LinkMeter: at start-up, then from the moves' copies), in bytes
   // per second; 0 when not measured yet. Summed over devices in a total.
   uint64_t h2d_link_bytes_per_s = 0;

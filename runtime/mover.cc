@@ -727,7 +727,10 @@ absl::Status Mover::FinishCopies(MoveJob& job) {
       d2h_link_.Add(job.bytes_d2h, ElapsedSeconds(slot.out_start, slot.out_done));
     }
   }
-  return Remap(job);
+  const int64_t remap_start = NowNs();
+  absl::Status remapped = Remap(job);
+  job.remap_ns = NowNs() - remap_start;
+  return remapped;
 }
 
 absl::Status Mover::Remap(MoveJob& job) {

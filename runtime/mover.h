@@ -147,6 +147,7 @@ struct MoveJob {
   int64_t submit_ns = 0;
   int64_t start_ns = 0;
   int64_t done_ns = 0;
+  int64_t remap_ns = 0;  // host time re-pointing its ranges once its copies were done
 };
 
 class Mover {

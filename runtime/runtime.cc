@@ -48,6 +48,7 @@ void AddStats(ManagerStats& total, const ManagerStats& s) {
   total.spills += s.spills;
   total.spills_unchanged += s.spills_unchanged;
   total.stall_ns += s.stall_ns;
+  total.remap_ns += s.remap_ns;
   total.moves += s.moves;
   total.h2d_link_bytes_per_s += s.h2d_link_bytes_per_s;
   total.d2h_link_bytes_per_s += s.d2h_link_bytes_per_s;
@@ -60,11 +61,11 @@ std::string StatsObject(const ManagerStats& s) {
       "\"h2d_bytes\": %u, \"d2h_bytes\": %u, \"nvme_read_bytes\": %u, "
       "\"nvme_write_bytes\": %u, \"fetches_on_demand\": %u, \"fetches_prefetched\": %u, "
       "\"evictions\": %u, \"spills\": %u, \"stall_ns\": %u, \"moves\": %u, "
-      "\"spills_unchanged\": %u}",
+      "\"spills_unchanged\": %u, \"remap_ns\": %u}",
       s.allocations, s.allocated_bytes, s.device_bytes, s.host_bytes, s.nvme_bytes,
       s.peak_device_bytes, s.h2d_bytes, s.d2h_bytes, s.nvme_read_bytes, s.nvme_write_bytes,
       s.fetches_on_demand, s.fetches_prefetched, s.evictions, s.spills, s.stall_ns, s.moves,
-      s.spills_unchanged);
+      s.spills_unchanged, s.remap_ns);
 }
 
 }  // namespace

@@ -44,13 +44,15 @@ using ::testing::StartsWith;
 
 // A two-device run that outgrew HBM, spilled to host memory and NVMe: the shape
 // Runtime::StatsJson writes, devices in the order a map would not keep them. Device 1 has
-// no measured link and no spills_unchanged (as written before the runtime had them).
+// no measured link and no spills_unchanged or remap_ns (as written before the runtime had
+// them).
 constexpr std::string_view kSampleStats = R"({"version": 1, "total": {"allocations": 96,
 "allocated_bytes": 103079215104, "device_bytes": 40802189312, "host_bytes": 53687091200,
 "nvme_bytes": 8589934592, "peak_device_bytes": 84825604096, "h2d_bytes": 1319413953331,
 "d2h_bytes": 1099511627776, "nvme_read_bytes": 64424509440, "nvme_write_bytes": 85899345920,
 "fetches_on_demand": 503316, "fetches_prefetched": 125829, "evictions": 612000,
-"spills": 40960, "stall_ns": 12345678901, "moves": 1282105, "spills_unchanged": 1234},
+"spills": 40960, "stall_ns": 12345678901, "moves": 1282105, "spills_unchanged": 1234,
+"remap_ns": 64105250000},
 "devices": {
 "1": {"hbm_limit_bytes": 42949672960, "chunk_bytes": 2097152, "policy": "lru", "stats":
 {"allocations": 48, "allocated_bytes": 51539607552, "device_bytes": 20401094656,
@@ -65,7 +67,7 @@ constexpr std::string_view kSampleStats = R"({"version": 1, "total": {"allocatio
 "h2d_bytes": 659706976666, "d2h_bytes": 549755813888, "nvme_read_bytes": 32212254720,
 "nvme_write_bytes": 42949672960, "fetches_on_demand": 251658, "fetches_prefetched": 62915,
 "evictions": 306000, "spills": 20480, "stall_ns": 6172839451, "moves": 641053,
-"spills_unchanged": 1234}}}}
+"spills_unchanged": 1234, "remap_ns": 32052650000}}}}
 )";
 
 std::string ErrorOf(const absl::Status& status) { return std::string(status.message()); }
@@ -178,6 +180,8 @@ TEST(StatsReportTest, ReadsTheSample) {
   EXPECT_EQ(stats->devices[0].h2d_link_bytes_per_s, 25000000000u);
   EXPECT_EQ(stats->devices[0].d2h_link_bytes_per_s, 26000000000u);
   EXPECT_EQ(stats->devices[1].h2d_link_bytes_per_s, 0u);  // optional: absent reads as 0
+  EXPECT_EQ(stats->devices[0].stats.remap_ns, 32052650000u);
+  EXPECT_EQ(stats->devices[1].stats.remap_ns, 0u);  // a later counter: absent reads as 0
 }
 
 TEST(StatsReportTest, ReadsWhatTheRuntimeWrites) {
@@ -210,13 +214,16 @@ TEST(StatsReportTest, SummarizesTheSample) {
                                 "  spilled to NVMe        40,960\n"
                                 "  spill writes skipped   1,234\n"
                                 "  moves completed        1,282,105\n"
-                                "  stall time             12.346 s\n"));
+                                "  stall time             12.346 s\n"
+                                "  remap time             1 min 4.1 s (50.0 us a move)\n"));
   EXPECT_THAT(report, HasSubstr("  device 0: HBM limit 40.0 GiB, peak 39.5 GiB (98.8%), "
                                 "chunk 2.0 MiB, policy lru\n"));
   EXPECT_THAT(report, HasSubstr("  device 1: "));
   EXPECT_THAT(report,
               HasSubstr("306,000 evictions, 20,480 spills, 1,234 unchanged, 641,053 moves"));
   EXPECT_THAT(report, HasSubstr("306,000 evictions, 20,480 spills, 0 unchanged, 641,052 moves"));
+  EXPECT_THAT(report, HasSubstr("62,915 prefetched; stall 6.173 s, remap 32.053 s\n"));
+  EXPECT_THAT(report, HasSubstr("62,914 prefetched; stall 6.173 s, remap 0 s\n"));
   EXPECT_LT(report.find("device 0:"), report.find("device 1:"));
   // Only device 0 has a measured link.
   const size_t link = report.find("    link measured: H2D 25.00 GB/s, D2H 26.00 GB/s\n");

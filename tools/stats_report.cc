@@ -277,6 +277,10 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
   out += Line("spill writes skipped", Count(t.spills_unchanged));
   out += Line("moves completed", Count(t.moves));
   out += Line("stall time", HumanDuration(t.stall_ns));
+  // What a move costs beyond its copies: launches held for the move wait for it too.
+  out += Line("remap time", t.moves == 0 ? HumanDuration(t.remap_ns)
+                                         : fmt::format("{} ({} a move)", HumanDuration(t.remap_ns),
+                                                       HumanDuration(t.remap_ns / t.moves)));
 
   out += "\nDevices\n";
   if (stats.devices.empty()) out += "  none: no device allocated managed memory\n";
@@ -295,9 +299,9 @@ std::string FormatStatsReport(const StatsFile& stats, std::string_view source) {
     out += fmt::format("{}moved H2D {}, D2H {}, NVMe read {}, NVMe write {}\n", indent,
                        HumanBytes(s.h2d_bytes), HumanBytes(s.d2h_bytes),
                        HumanBytes(s.nvme_read_bytes), HumanBytes(s.nvme_write_bytes));
-    out += fmt::format("{}fetches {} on demand, {} prefetched; stall {}\n", indent,
+    out += fmt::format("{}fetches {} on demand, {} prefetched; stall {}, remap {}\n", indent,
                        Count(s.fetches_on_demand), Count(s.fetches_prefetched),
-                       HumanDuration(s.stall_ns));
+                       HumanDuration(s.stall_ns), HumanDuration(s.remap_ns));
     out +=
         fmt::format("{}{} evictions, {} spills, {} unchanged, {} moves\n", indent,
                     Count(s.evictions), Count(s.spills), Count(s.spills_unchanged), Count(s.moves));

@@ -54,7 +54,7 @@ inline constexpr uint64_t kStatsFormatVersion = 1;
   X(stall_ns)                    \
   X(moves)
 // Counters added since: a file written before them reads as 0.
-#define SPW_STATS_LATER_COUNTERS(X) X(spills_unchanged)
+#define SPW_STATS_LATER_COUNTERS(X) X(spills_unchanged) X(remap_ns)
 #define SPW_STATS_COUNTERS(X) SPW_STATS_V1_COUNTERS(X) SPW_STATS_LATER_COUNTERS(X)
 
 struct StatsCounters {

@@ -102,7 +102,8 @@ def main():
                                                  "evictions", "stall_ns")}
             run["spillway"].update({k: t.get(k, 0) for k in ("nvme_read_bytes",
                                                              "nvme_write_bytes", "spills",
-                                                             "spills_unchanged")})
+                                                             "spills_unchanged", "moves",
+                                                             "remap_ns")})
             # The link as the runtime measured it (start-up, then its moves' copies), to
             # set beside the bandwidth step's figure; absent from older runtimes.
             device = stats.get("devices", {}).get("0", {})
@@ -158,6 +159,12 @@ def main():
                           f"{gib(s['nvme_write_bytes'])} ({s['spills']} spills, "
                           f"{s['spills_unchanged']} unchanged, not written)"
                           if s["nvme_read_bytes"] or s["nvme_write_bytes"] else ""))
+            if s["moves"]:
+                # The fixed cost a move adds beyond its copies (page-table updates): on
+                # simcuda 0.1-0.9 ms a move at 256 KiB chunks (docs/benchmarks.md).
+                lines.append(f"  {r['run']}: {s['moves']} moves, remap "
+                             f"{s['remap_ns'] / 1e9:.3f} s "
+                             f"({s['remap_ns'] / s['moves'] / 1e3:.1f} us a move)")
             if s.get("h2d_link_measured_bps"):
                 lines.append(f"  {r['run']}: link as the runtime measured it: H2D "
                              f"{s['h2d_link_measured_bps'] / 1e9:.1f} GB/s, D2H "

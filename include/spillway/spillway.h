@@ -102,6 +102,9 @@ typedef struct spw_stats {
   /* Chunks sent to NVMe without a write: their extent already held those bytes (weights
    * the device only read, say). Not counted in spills. */
   uint64_t spills_unchanged;
+  /* Host time re-pointing ranges after moves' copies (page-table updates); launches held
+   * for a move wait for it too. Divided by moves: the fixed cost a move adds. */
+  uint64_t remap_ns;
 } spw_stats;
 
 /* Initialises from the environment; later calls return the first call's result. Every

@@ -160,6 +160,9 @@ TEST_F(ManagerTest, PrefetchPlacesAndEvictMovesBack) {
   EXPECT_EQ(stats.d2h_bytes, 8 * kMiB);
   EXPECT_EQ(stats.h2d_bytes, 8 * kMiB);
   EXPECT_EQ(stats.fetches_prefetched, 4u);
+  // Both moves re-pointed ranges; the time is the host's, at least a microsecond a move.
+  EXPECT_EQ(stats.moves, 2u);
+  EXPECT_GE(stats.remap_ns, 2 * 1000u);
 }
 
 TEST_F(ManagerTest, CleanWeightsAreEvictedWithoutACopy) {
