@@ -146,6 +146,17 @@ def main():
                      f"{fmt(r.get('vs_resident'), '.3f', 'x'):>13}"
                      f"{fmt(r.get('link_bound_tok_s'), '.2f'):>13}"
                      f"{fmt(r.get('vs_link_bound'), '.2f', 'x'):>10}  {match}")
+    # Issue 6's "at least 2x on-demand LRU": each learned run's decode speed over the LRU
+    # run's at the same HBM limit (the NVMe runs have a smaller host tier: no LRU twin).
+    by_name = {r["run"]: r for r in runs}
+    for r in runs:
+        lru = by_name.get(f"spillway-{r['hbm_percent']}", {})
+        if r["kind"].startswith("spillway learned") and "NVMe" not in r["kind"] \
+                and r.get("decode_tok_s") \
+                and lru.get("decode_tok_s"):
+            r["vs_lru"] = r["decode_tok_s"] / lru["decode_tok_s"]
+            lines.append(f"  {r['run']}: {r['vs_lru']:.2f}x the decode speed of "
+                         f"{lru['run']} (LRU)")
     for r in runs:
         if r["status"] not in ("ok", "not run") and r["note"]:
             lines.append(f"  {r['run']}: {r['status']}: {r['note']}")
