@@ -10,7 +10,7 @@
 #              if the machine's own are too old (see docs/gpu.md for why)
 #   kernels/   tinyllm_kernels.fatbin (GPU; built by nvcc) and tinyllm_kernels.so (simcuda)
 #   simcuda/   simcuda's libcuda.so.1, for dry runs only (LD_LIBRARY_PATH); never on a RUNPATH
-#   bench/gpu/ run.sh, report.py, torch_smoke.py, README.md
+#   bench/gpu/ run.sh, steps.sh, report.py, torch_smoke.py, README.md
 #   MANIFEST   what is inside, from which commit, and the glibc/libstdc++ versions it needs
 # Contract: reads only BUILD_DIR (built) and the source tree; writes only
 # BUILD_DIR/bundle/spillway-bundle (replaced whole). Binaries are copied without debug
@@ -77,7 +77,7 @@ else
   echo "make-bundle: warning: no tinyllm_kernels.fatbin (nvcc not found at build time):" \
        "the bundle can only dry-run" >&2
 fi
-for f in run.sh report.py torch_smoke.py README.md; do
+for f in run.sh steps.sh report.py torch_smoke.py README.md; do
   cp "$src/bench/gpu/$f" "$dest/bench/gpu/"
 done
 chmod +x "$dest/bench/gpu/run.sh"

@@ -155,39 +155,15 @@ else
   run_limit=90
 fi
 
-t0=$(date +%s)
-elapsed() { echo $(( $(date +%s) - t0 )); }
-
-# record STEP STATUS SECONDS NOTE: one line of steps.tsv.
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4//$'\t'/ }" >>"$steps"; }
-
-# run_step STEP LIMIT CMD...: runs CMD with a time limit, its output in logs/STEP.log;
-# records ok / failed (exit N) / timeout. Returns CMD's status, never stops the script.
-run_step() {
-  local step=$1 limit=$2
-  shift 2
-  if (( $(elapsed) >= budget )); then
-    record "$step" skipped 0 "time budget of ${budget}s spent"
-    return 125
-  fi
-  local remaining=$(( budget + 60 - $(elapsed) ))
-  (( limit > remaining )) && limit=$remaining
-  local start end rc=0
-  start=$(date +%s.%N)
-  timeout --kill-after=10 "$limit" "$@" >"$out/logs/$step.log" 2>&1 || rc=$?
-  end=$(date +%s.%N)
-  local secs
-  secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
-  if (( rc == 0 )); then
-    record "$step" ok "$secs" ""
-  elif (( rc == 124 || rc == 137 )); then
-    record "$step" timeout "$secs" "killed after ${limit}s"
-  else
-    record "$step" failed "$secs" "exit $rc: $(tail -n 1 "$out/logs/$step.log")"
-  fi
-  echo "run.sh: $step: $(tail -n 1 "$steps" | cut -f2,3) s" >&2
-  return "$rc"
-}
+# Steps: run_step, the step table and the stacks of a step that runs out of time.
+# shellcheck source=bench/gpu/steps.sh
+source "$script_dir/steps.sh"
+STEPS_TSV=$steps
+STEPS_LOGS=$out/logs
+STEPS_BUDGET=$budget
+STEPS_T0=$(date +%s)
+elapsed() { steps_elapsed; }
+record() { steps_record "$@"; }
 
 # --- 1. The machine ---------------------------------------------------------------
 if (( dry_run )); then
