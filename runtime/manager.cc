@@ -106,7 +106,8 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerConfig& co
     if (!store.ok()) return store.status();
     manager->nvme_ = std::move(*store);
   }
-  auto mover = Mover::Create(config.device, config.chunk_bytes, manager->nvme_.get(), numa);
+  auto mover = Mover::Create(config.device, config.chunk_bytes, manager->nvme_.get(), numa,
+                             config.stall_warning);
   if (!mover.ok()) return mover.status();
   manager->mover_ = std::move(*mover);
   manager->CalibrateLink();

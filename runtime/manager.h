@@ -66,6 +66,8 @@ struct ManagerConfig {
   // Learned policy: bytes fetched ahead of the launches that need them, at most (0: an
   // eighth of the HBM limit).
   uint64_t prefetch_ahead_bytes = 0;
+  // How long moves may stall before the mover warns (Mover::kStallWarning); tests shorten it.
+  absl::Duration stall_warning = Mover::kStallWarning;
   // Test-only: passed to the NVMe store (NvmeStoreConfig::completion_hook) to inject I/O
   // errors. Empty in production.
   std::function<int(const NvmeIoCompletion&, int result)> nvme_completion_hook;

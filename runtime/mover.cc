@@ -49,8 +49,10 @@ bool BusyEvent::Done() {
 }
 
 absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_bytes,
-                                                     NvmeStore* nvme, int numa_node) {
+                                                     NvmeStore* nvme, int numa_node,
+                                                     absl::Duration stall_warning) {
   std::unique_ptr<Mover> mover(new Mover(device, chunk_bytes, nvme));
+  mover->stall_warning_ = stall_warning;
   const DriverApi& cu = Driver();
   SPW_CHECK_CU(cu.cuCtxGetCurrent(&mover->context_));
   if (mover->context_ == nullptr) {
@@ -84,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
   }
   mover->thread_ = std::thread([m = mover.get()] { m->Run(); });
   mover->finisher_ = std::thread([m = mover.get()] { m->Finisher(); });
+  mover->watchdog_ = std::thread([m = mover.get()] { m->Watchdog(); });
   return mover;
 }
 
@@ -146,6 +149,11 @@ Mover::~Mover() {
   if (thread_.joinable()) thread_.join();
   if (nvme_thread_.joinable()) nvme_thread_.join();
   if (finisher_.joinable()) finisher_.join();
+  {
+    absl::MutexLock lock(&mu_);  // after the others: a drain that stalls is warned of too
+    watchdog_stop_ = true;
+  }
+  if (watchdog_.joinable()) watchdog_.join();
   const DriverApi& cu = Driver();
   for (CUstream stream : {h2d_, d2h_, nvme_h2d_, nvme_d2h_}) {
     if (stream != nullptr) cu.cuStreamDestroy(stream);
@@ -422,10 +430,65 @@ void Mover::Finisher() {
           this));
       if (in_flight_.empty()) return;
       job = std::move(in_flight_.front());  // the entry keeps the slot until it is finished
+      finishing_ = job.get();
     }
     Finish(std::move(job));
     absl::MutexLock lock(&mu_);
+    finishing_ = nullptr;
     in_flight_.pop_front();
+  }
+}
+
+namespace {
+
+// What an unfinished job waits for, for the stall warning (read-only: event queries).
+std::string Waiting(const MoveJob& job, bool finishing) {
+  const DriverApi& cu = Driver();
+  size_t application = 0;
+  for (CUevent event : job.after) application += cu.cuEventQuery(event) == CUDA_ERROR_NOT_READY;
+  for (const std::shared_ptr<BusyEvent>& busy : job.busy) application += !busy->Done();
+  if (application > 0) {
+    return fmt::format("waits for {} piece{} of the application's work queued before it",
+                       application, application == 1 ? "" : "s");
+  }
+  if (job.uses_nvme && !job.nvme_queued) return "waits for the drive (its NVMe steps)";
+  return finishing ? "its copies are queued: waits for them, then remaps and commits"
+                   : "waits for a slot behind earlier moves";
+}
+
+}  // namespace
+
+void Mover::Watchdog() {
+  absl::MutexLock lock(&mu_);
+  uint64_t last_completed = completed_.load(std::memory_order_acquire);
+  int64_t quiet_since = NowNs();
+  for (;;) {
+    if (mu_.AwaitWithTimeout(absl::Condition(&watchdog_stop_), stall_warning_)) return;
+    const uint64_t completed = completed_.load(std::memory_order_acquire);
+    if (completed != last_completed || (queue_.empty() && in_flight_.empty())) {
+      last_completed = completed;
+      quiet_since = NowNs();
+      continue;
+    }
+    // The oldest unfinished job: the one being finished, else the first in flight, else
+    // the first queued.
+    const MoveJob* oldest = finishing_;
+    if (oldest == nullptr && !in_flight_.empty()) oldest = in_flight_.front().get();
+    if (oldest == nullptr && !queue_.empty()) oldest = queue_.front().get();
+    if (oldest == nullptr) continue;
+    // Stalled: pending, with no move finished, for a whole period (a move submitted just
+    // before this look is not).
+    const int64_t now = NowNs();
+    const int64_t stalled_ns = now - std::max(quiet_since, oldest->submit_ns);
+    if (stalled_ns < absl::ToInt64Nanoseconds(stall_warning_)) continue;
+    SPW_LOG(kWarn,
+            "mover: no move has finished for {:.1f} s; {} in flight, {} queued. The oldest, "
+            "#{} ({} chunks, submitted {:.1f} s ago{}), {}. Launches that need its chunks "
+            "wait with it.",
+            stalled_ns / 1e9, in_flight_.size(), queue_.size(), oldest->sequence,
+            oldest->steps.size(), (now - oldest->submit_ns) / 1e9,
+            oldest->uses_nvme ? ", reads or writes NVMe" : "",
+            Waiting(*oldest, oldest == finishing_));
   }
 }
 

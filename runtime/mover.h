@@ -154,11 +154,18 @@ class Mover {
  public:
   // Jobs in flight at once: their copies queued, not finished yet.
   static constexpr int kSlots = 4;
+  // With moves pending and none finished for this long, the mover logs a warning saying
+  // what the oldest waits for, and again each time as long again passes (Watchdog). A move
+  // that never ends holds the application's streams at its gate, so a hang under Spillway
+  // then says where it is.
+  static constexpr absl::Duration kStallWarning = absl::Seconds(10);
 
   // `nvme` may be null (no NVMe tier); it must outlive the mover. Staging buffers are
   // placed on `numa_node` (the GPU's nearest; < 0: wherever the kernel puts them).
-  static absl::StatusOr<std::unique_ptr<Mover>> Create(int device, size_t chunk_bytes,
-                                                       NvmeStore* nvme, int numa_node);
+  // `stall_warning`: see kStallWarning.
+  static absl::StatusOr<std::unique_ptr<Mover>> Create(
+      int device, size_t chunk_bytes, NvmeStore* nvme, int numa_node,
+      absl::Duration stall_warning = kStallWarning);
   ~Mover();  // drains every submitted job first
 
   // Hands a job over; returns its sequence number. Streams that are not valid any more
@@ -209,6 +216,7 @@ class Mover {
   void Run();         // the starter thread
   void NvmeThread();  // the NVMe thread
   void Finisher();    // the finisher thread
+  void Watchdog();    // the stall warning's thread (kStallWarning)
   // A job's copies, queued on the copy streams (after the application work it waits for),
   // then the slot's events that FinishCopies waits for.
   absl::Status StartCopies(MoveJob& job);
@@ -325,9 +333,14 @@ class Mover {
   bool starting_nvme_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool starter_done_ ABSL_GUARDED_BY(mu_) = false;  // the starter thread has returned
-  std::thread thread_;                              // starts jobs (Run)
-  std::thread nvme_thread_;                         // their NVMe steps (NvmeThread)
-  std::thread finisher_;                            // finishes them (Finisher)
+  // The job the finisher has taken from in_flight_ (its entry is null meanwhile).
+  const MoveJob* finishing_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Duration stall_warning_ = kStallWarning;  // set before the threads start
+  bool watchdog_stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;       // starts jobs (Run)
+  std::thread nvme_thread_;  // their NVMe steps (NvmeThread)
+  std::thread finisher_;     // finishes them (Finisher)
+  std::thread watchdog_;     // warns of stalled moves (Watchdog)
 };
 
 int64_t NowNs();

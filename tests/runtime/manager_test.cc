@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/log.h"
 #include "runtime_test_util.h"
 #include "tests/common/capabilities.h"
 
@@ -31,6 +32,8 @@ using ::spillway::testing::Pattern;
 using ::spillway::testing::StartSimulatedDevice;
 using ::spillway::testing::TestKernels;
 using ::testing::Each;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kChunk = 2 * kMiB;
@@ -509,6 +512,53 @@ class ManagerNvmeTest : public ManagerTest {
   CUstream held_ = nullptr;
   void* held_flag_ = nullptr;
 };
+
+// What the log received while `body` ran, at level warn.
+std::string LogDuring(const std::function<void()>& body) {
+  char path[] = "/tmp/spillway-test-log-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return "mkstemp failed";
+  unlink(path);
+  const LogLevel level = CurrentLogLevel();
+  const int previous = CurrentLogFd();
+  InitLogging(LogLevel::kWarn, fd);
+  body();
+  InitLogging(level, previous);
+  std::string log(64 * 1024, '\0');
+  const ssize_t n = pread(fd, log.data(), log.size(), 0);
+  close(fd);
+  log.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return log;
+}
+
+// A move that cannot finish (it waits for work on a stream held at a host flag) is warned
+// of, with what it waits for, once the stall period passes; it then finishes normally. An
+// idle mover warns of nothing.
+TEST_F(ManagerNvmeTest, AStalledMoveIsWarnedOfWithWhatItWaitsFor) {
+  ManagerConfig config;
+  config.chunk_bytes = kChunk;
+  config.hbm_limit_bytes = 16 * kMiB;
+  config.host_limit_bytes = 16 * kMiB;
+  config.stall_warning = absl::Milliseconds(100);
+  Start(config);
+  ASSERT_NO_FATAL_FAILURE(HoldStream());
+  auto p = manager_->Allocate(4 * kMiB, held_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const std::string log = LogDuring([&] {
+    // Its eviction waits for what the held stream queued before it.
+    ASSERT_TRUE(manager_->Prefetch(*p, 4 * kMiB, Tier::kHost, held_).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(450));
+    ReleaseHeldStream();
+    manager_->Drain();
+  });
+  EXPECT_THAT(log, HasSubstr("mover: no move has finished for "));
+  EXPECT_THAT(log, HasSubstr("waits for 1 piece of the application's work queued before it"));
+  EXPECT_TRUE(manager_->LastMoveStatus().ok()) << manager_->LastMoveStatus();
+  EXPECT_THAT(*manager_->Placement(*p, 4 * kMiB), Each(Tier::kHost));
+  const std::string idle =
+      LogDuring([] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); });
+  EXPECT_THAT(idle, Not(HasSubstr("mover:")));
+}
 
 TEST_F(ManagerNvmeTest, GuardedDataSpillsToNvmeAndReadsBackByteForByte) {
   StartTiers(/*host_limit=*/16 * kMiB, /*nvme_limit=*/512 * kMiB);
