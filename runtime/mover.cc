@@ -434,7 +434,6 @@ void Mover::Finisher() {
     }
     Finish(std::move(job));
     absl::MutexLock lock(&mu_);
-    finishing_ = nullptr;
     in_flight_.pop_front();
   }
 }
@@ -553,10 +552,13 @@ void Mover::Finish(std::unique_ptr<MoveJob> job) {
           job->bytes_nvme_written, job->spills_unchanged, (job->start_ns - job->submit_ns) / 1000,
           (job->done_ns - job->start_ns) / 1000);
   if (job->commit) job->commit(*job, status);
-  for (CUevent event : job->after) Driver().cuEventDestroy(event);
   // Open the gate: streams held for this job (and earlier ones) go on.
   __atomic_store_n(gate_, static_cast<uint32_t>(job->sequence), __ATOMIC_RELEASE);
   absl::MutexLock lock(&mu_);
+  // Under mu_, with the job no longer the one finishing: the watchdog queries its events.
+  finishing_ = nullptr;
+  for (CUevent event : job->after) Driver().cuEventDestroy(event);
+  job->after.clear();
   completed_.store(job->sequence, std::memory_order_release);
 }
 
