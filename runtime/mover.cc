@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Mover>> Mover::Create(int device, size_t chunk_by
                                                      NvmeStore* nvme, int numa_node,
                                                      absl::Duration stall_warning) {
   std::unique_ptr<Mover> mover(new Mover(device, chunk_bytes, nvme));
-  mover->stall_warning_ = stall_warning;
+  mover->stall_warning_ = stall_warning;  // before the watchdog starts
   const DriverApi& cu = Driver();
   SPW_CHECK_CU(cu.cuCtxGetCurrent(&mover->context_));
   if (mover->context_ == nullptr) {
@@ -432,8 +432,12 @@ void Mover::Finisher() {
       job = std::move(in_flight_.front());  // the entry keeps the slot until it is finished
       finishing_ = job.get();
     }
-    Finish(std::move(job));
+    Finish(*job);
     absl::MutexLock lock(&mu_);
+    // Under mu_, with the job no longer the one finishing: the watchdog queries its events.
+    finishing_ = nullptr;
+    for (CUevent event : job->after) Driver().cuEventDestroy(event);
+    completed_.store(job->sequence, std::memory_order_release);
     in_flight_.pop_front();
   }
 }
@@ -542,24 +546,18 @@ void Mover::AbandonReads(MoveJob& job) {
   }
 }
 
-void Mover::Finish(std::unique_ptr<MoveJob> job) {
-  absl::Status status = job->abandoned.ok() ? FinishCopies(*job) : job->abandoned;
-  job->done_ns = NowNs();
+void Mover::Finish(MoveJob& job) {
+  absl::Status status = job.abandoned.ok() ? FinishCopies(job) : job.abandoned;
+  job.done_ns = NowNs();
   SPW_LOG(kTrace,
           "move {}: {} steps, {} bytes in, {} out, {} read from NVMe, {} written ({} spills "
           "unchanged); queued {} us, ran {} us",
-          job->sequence, job->steps.size(), job->bytes_h2d, job->bytes_d2h, job->bytes_nvme_read,
-          job->bytes_nvme_written, job->spills_unchanged, (job->start_ns - job->submit_ns) / 1000,
-          (job->done_ns - job->start_ns) / 1000);
-  if (job->commit) job->commit(*job, status);
+          job.sequence, job.steps.size(), job.bytes_h2d, job.bytes_d2h, job.bytes_nvme_read,
+          job.bytes_nvme_written, job.spills_unchanged, (job.start_ns - job.submit_ns) / 1000,
+          (job.done_ns - job.start_ns) / 1000);
+  if (job.commit) job.commit(job, status);
   // Open the gate: streams held for this job (and earlier ones) go on.
-  __atomic_store_n(gate_, static_cast<uint32_t>(job->sequence), __ATOMIC_RELEASE);
-  absl::MutexLock lock(&mu_);
-  // Under mu_, with the job no longer the one finishing: the watchdog queries its events.
-  finishing_ = nullptr;
-  for (CUevent event : job->after) Driver().cuEventDestroy(event);
-  job->after.clear();
-  completed_.store(job->sequence, std::memory_order_release);
+  __atomic_store_n(gate_, static_cast<uint32_t>(job.sequence), __ATOMIC_RELEASE);
 }
 
 absl::Status Mover::Map(CUdeviceptr address, CUmemGenericAllocationHandle handle) {

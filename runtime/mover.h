@@ -162,10 +162,10 @@ class Mover {
 
   // `nvme` may be null (no NVMe tier); it must outlive the mover. Staging buffers are
   // placed on `numa_node` (the GPU's nearest; < 0: wherever the kernel puts them).
-  // `stall_warning`: see kStallWarning.
-  static absl::StatusOr<std::unique_ptr<Mover>> Create(
-      int device, size_t chunk_bytes, NvmeStore* nvme, int numa_node,
-      absl::Duration stall_warning = kStallWarning);
+  // `stall_warning`: see kStallWarning (ManagerConfig::stall_warning).
+  static absl::StatusOr<std::unique_ptr<Mover>> Create(int device, size_t chunk_bytes,
+                                                       NvmeStore* nvme, int numa_node,
+                                                       absl::Duration stall_warning);
   ~Mover();  // drains every submitted job first
 
   // Hands a job over; returns its sequence number. Streams that are not valid any more
@@ -267,8 +267,8 @@ class Mover {
   // Waits out any read of the job still in flight (it writes into a staging buffer). On the
   // NVMe thread, before the next job may take the buffers.
   void AbandonReads(MoveJob& job);
-  // FinishCopies, the commit, and the gate.
-  void Finish(std::unique_ptr<MoveJob> job);
+  // FinishCopies, the commit, and the gate (the finisher then marks the job completed).
+  void Finish(MoveJob& job);
   // The starter's evictions to host memory (its fetches: FetchFromHost).
   absl::Status CopyOut(MoveJob& job);
   // The NVMe thread's: spills through staging buffers, and reads through them.
@@ -335,7 +335,7 @@ class Mover {
   bool starter_done_ ABSL_GUARDED_BY(mu_) = false;  // the starter thread has returned
   // The job the finisher has taken from in_flight_ (its entry is null meanwhile).
   const MoveJob* finishing_ ABSL_GUARDED_BY(mu_) = nullptr;
-  absl::Duration stall_warning_ = kStallWarning;  // set before the threads start
+  absl::Duration stall_warning_;  // set by Create before the threads start
   bool watchdog_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;       // starts jobs (Run)
   std::thread nvme_thread_;  // their NVMe steps (NvmeThread)
