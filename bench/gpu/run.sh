@@ -162,19 +162,17 @@ STEPS_TSV=$steps
 STEPS_LOGS=$out/logs
 STEPS_BUDGET=$budget
 STEPS_T0=$(date +%s)
-elapsed() { steps_elapsed; }
-record() { steps_record "$@"; }
 
 # --- 1. The machine ---------------------------------------------------------------
 if (( dry_run )); then
-  record nvidia-smi skipped 0 "dry run (simcuda)"
+  steps_record nvidia-smi skipped 0 "dry run (simcuda)"
 elif command -v nvidia-smi >/dev/null 2>&1; then
   run_step nvidia-smi 30 bash -c 'nvidia-smi; echo; nvidia-smi --format=csv \
     --query-gpu=name,memory.total,memory.free,driver_version,pcie.link.gen.current,pcie.link.width.current' \
     || true
   cp "$out/logs/nvidia-smi.log" "$out/nvidia-smi.txt" 2>/dev/null || true
 else
-  record nvidia-smi failed 0 "nvidia-smi not found"
+  steps_record nvidia-smi failed 0 "nvidia-smi not found"
 fi
 {
   uname -a
@@ -273,9 +271,9 @@ rmdir "$nvme_dir" 2>/dev/null || true
 
 # --- 4. PyTorch -------------------------------------------------------------------------
 if [[ "$skip_torch" == 1 ]]; then
-  record torch skipped 0 "--skip-torch / SPW_GPU_SKIP_TORCH=1"
+  steps_record torch skipped 0 "--skip-torch / SPW_GPU_SKIP_TORCH=1"
 elif ! python3 -c 'import torch' >/dev/null 2>&1; then
-  record torch skipped 0 "torch is not importable"
+  steps_record torch skipped 0 "torch is not importable"
 else
   # Its children get no simcuda: a dry run on a machine without a GPU records "no CUDA".
   run_step torch 200 python3 "$torch_smoke" --lib "$libspillway" --out "$out/torch.json" \
@@ -285,7 +283,7 @@ fi
 # --- 5. Results -------------------------------------------------------------------------
 report_rc=0
 python3 "$script_dir/report.py" --out "$out" --dry-run "$dry_run" \
-  --total-seconds "$(elapsed)" || report_rc=$?
+  --total-seconds "$(steps_elapsed)" || report_rc=$?
 cat "$out/gpu-results.txt" 2>/dev/null || echo "run.sh: report.py wrote no results (exit $report_rc)"
 if (( pack )); then
   (cd "$out" && tar -czf details.tar.gz logs runs steps.tsv ./torch* 2>/dev/null \
