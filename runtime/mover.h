@@ -29,7 +29,8 @@
 // waits on the host for reads, writes and staging copies, on copy streams of its own. Those
 // copies may wait (through the application's streams) for the gates of the jobs ahead,
 // which the finisher opens meanwhile. A job's first reads start as soon as it is the next
-// job with NVMe steps in the queue, before a slot is free for it.
+// job with NVMe steps in the queue, before a slot is free for it. A fourth thread only
+// watches: it warns when moves are pending and none finishes (kStallWarning).
 // A job may also gate nothing (gate_streams false: a release, or a prefetch ahead of
 // need). It then waits for the streams' work, or for the BusyEvents of the launches that
 // last used its chunks, and the manager makes every later user of those chunks wait for
